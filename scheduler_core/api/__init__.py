@@ -1,0 +1,46 @@
+"""The Flask app: `create_app()` wires a store and a plugin manager into the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+
+from scheduler_core.api import config_routes, health, tasks
+from scheduler_core.api.errors import ApiError, register_error_handlers
+from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.settings import Settings
+from scheduler_core.store import Store, open_store
+
+API_PREFIX = "/api/"
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: Store | None = None,
+    plugins: PluginManager | None = None,
+    test_config: dict[str, Any] | None = None,
+) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    if test_config:
+        app.config.update(test_config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["scheduler_settings"] = settings
+    app.extensions["scheduler_plugins"] = plugins or PluginManager(settings)
+    app.extensions["scheduler_store"] = store or open_store(settings.database_url)
+
+    @app.before_request
+    def _authorize() -> None:
+        if not request.path.startswith(API_PREFIX):
+            return
+        if not app.extensions["scheduler_plugins"].authorize(request):
+            raise ApiError(401, "unauthorized", "Missing or invalid API key.",
+                           headers={"WWW-Authenticate": 'Bearer realm="scheduler-core"'})
+
+    register_error_handlers(app)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(config_routes.bp)
+    app.register_blueprint(health.bp)
+    return app

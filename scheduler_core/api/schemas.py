@@ -1,0 +1,129 @@
+"""marshmallow schemas: what a task body may contain, and how a task is shown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+MAX_URL_LENGTH = 2048
+MAX_AUTH_LENGTH = 8192
+MAX_KEY_LENGTH = 255
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses JSON true/false, which Python counts as ints."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _no_nul(value: str) -> None:
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+
+
+class TaskInputSchema(Schema):
+    """One task of `POST /api/v1/tasks`. Unknown fields are refused (marshmallow's RAISE)."""
+
+    webhookUrl = fields.String(required=True)
+    webhookAuth = fields.String(
+        allow_none=True, validate=[validate.Length(max=MAX_AUTH_LENGTH), _no_nul]
+    )
+    executeAt = fields.AwareDateTime(format="iso", allow_none=True)
+    payload = fields.Raw(allow_none=True)
+    idempotencyKey = fields.String(
+        allow_none=True, validate=[validate.Length(min=1, max=MAX_KEY_LENGTH), _no_nul]
+    )
+    maxRetries = StrictInteger(allow_none=True, validate=validate.Range(min=0, max=1000))
+
+    def __init__(self, schemes: frozenset[str], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.schemes = schemes
+
+    @validates("webhookUrl")
+    def _check_url(self, value: str, **_: Any) -> None:
+        check_webhook_url(value, self.schemes)
+
+    @validates("executeAt")
+    def _check_execute_at(self, value: datetime | None, **_: Any) -> None:
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise ValidationError("Must be between 1970 and 9000.")
+
+
+def check_webhook_url(value: str, schemes: frozenset[str]) -> None:
+    if len(value) > MAX_URL_LENGTH:
+        raise ValidationError(f"Must be at most {MAX_URL_LENGTH} characters.")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValidationError("Must not contain whitespace or control characters.")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValidationError(f"Not a valid URL: {exc}.") from None
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise ValidationError("Must be an absolute URL, like https://example.com/hook.")
+    if scheme not in schemes:
+        raise ValidationError(
+            f"Scheme {scheme!r} is not handled by any loaded delivery plugin "
+            f"(handled: {', '.join(sorted(schemes))})."
+        )
+    if not parts.hostname:
+        raise ValidationError("Must name a host.")
+
+
+class Timestamp(fields.Field):
+    """UTC, ISO-8601, with a Z."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return str(value.astimezone(UTC).isoformat().replace("+00:00", "Z"))
+
+
+class TaskOutputSchema(Schema):
+    """A task as the API returns it. There is deliberately no webhookAuth field."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.String()
+    webhookUrl = fields.String(attribute="webhook_url")
+    executeAt = Timestamp(attribute="execute_at")
+    status = fields.Function(lambda task: task.status.value)
+    attempts = fields.Integer()
+    maxRetries = fields.Integer(attribute="max_retries", allow_none=True)
+    nextAttemptAt = Timestamp(attribute="next_attempt_at")
+    payload = fields.Raw()
+    idempotencyKey = fields.String(attribute="idempotency_key", allow_none=True)
+    lastError = fields.String(attribute="last_error", allow_none=True)
+    lastStatusCode = fields.Integer(attribute="last_status_code", allow_none=True)
+    createdAt = Timestamp(attribute="created_at")
+    updatedAt = Timestamp(attribute="updated_at")
+    resolvedAt = Timestamp(attribute="resolved_at")
+
+
+class AttemptOutputSchema(Schema):
+    class Meta:
+        ordered = True
+
+    attempt = fields.Integer()
+    startedAt = Timestamp(attribute="started_at")
+    finishedAt = Timestamp(attribute="finished_at")
+    durationMs = fields.Integer(attribute="duration_ms", allow_none=True)
+    statusCode = fields.Integer(attribute="status_code", allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+task_output = TaskOutputSchema()
+attempt_output = AttemptOutputSchema()

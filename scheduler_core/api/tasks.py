@@ -1,0 +1,181 @@
+"""/api/v1/tasks: enqueue, read, list, cancel, retry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import ValidationError
+
+from scheduler_core.api.body import json_body
+from scheduler_core.api.errors import ApiError
+from scheduler_core.api.schemas import TaskInputSchema, attempt_output, task_output
+from scheduler_core.logs import loggable_url
+from scheduler_core.models import NewTask, Task, TaskStatus
+from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.store.base import (
+    Store,
+    TaskConflict,
+    TaskNotFound,
+    decode_cursor,
+    encode_cursor,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
+
+MAX_BATCH = 1000
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _store() -> Store:
+    store: Store = current_app.extensions["scheduler_store"]
+    return store
+
+
+def _plugins() -> PluginManager:
+    plugins: PluginManager = current_app.extensions["scheduler_plugins"]
+    return plugins
+
+
+def _not_found(task_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"No task with id {task_id!r}.")
+
+
+def _task_json(task: Task) -> dict[str, Any]:
+    data: dict[str, Any] = task_output.dump(task)
+    return data
+
+
+@bp.post("")
+def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
+    body = json_body()
+    schema = TaskInputSchema(schemes=_plugins().delivery_schemes())
+    if isinstance(body, list):
+        if not 1 <= len(body) <= MAX_BATCH:
+            raise ApiError(400, "validation_error",
+                           f"An array of tasks must hold 1 to {MAX_BATCH} items.",
+                           {"_schema": [f"Got {len(body)} items."]})
+        items = _load(schema, body, many=True)
+        results = _store().enqueue([_new_task(i) for i in items])
+        for task, created in results:
+            _log_enqueue(task, created)
+        return jsonify({"tasks": [_task_json(t) for t, _ in results]}), 201
+    if not isinstance(body, dict):
+        raise ApiError(400, "validation_error",
+                       "The body must be a JSON object, or an array of objects.",
+                       {"_schema": ["Expected an object or an array."]})
+    item = _load(schema, body, many=False)
+    [(task, created)] = _store().enqueue([_new_task(item)])
+    _log_enqueue(task, created)
+    if not created:
+        return jsonify(_task_json(task)), 200
+    return jsonify(_task_json(task)), 201, {"Location": f"/api/v1/tasks/{task.id}"}
+
+
+def _load(schema: TaskInputSchema, body: Any, many: bool) -> Any:
+    try:
+        return schema.load(body, many=many)
+    except ValidationError as exc:
+        messages = exc.messages
+        if many and isinstance(messages, dict):
+            # marshmallow keys item errors by int index; JSON wants string keys.
+            messages = {str(k): v for k, v in messages.items()}
+        raise ApiError(400, "validation_error", "The task is not valid; see details.",
+                       messages if isinstance(messages, dict) else {"_schema": messages}) from None
+
+
+def _new_task(item: dict[str, Any]) -> NewTask:
+    return NewTask(
+        webhook_url=item["webhookUrl"],
+        webhook_auth=item.get("webhookAuth"),
+        execute_at=item.get("executeAt"),
+        payload=item.get("payload"),
+        idempotency_key=item.get("idempotencyKey"),
+        max_retries=item.get("maxRetries"),
+    )
+
+
+def _log_enqueue(task: Task, created: bool) -> None:
+    if created:
+        log.info("task=%s enqueued for %s due=%s", task.id, loggable_url(task.webhook_url),
+                 task.execute_at.isoformat())
+    else:
+        log.info("task=%s idempotent repeat of key, nothing created", task.id)
+
+
+@bp.get("")
+def list_tasks() -> Response:
+    args = request.args
+    status = None
+    if args.get("status"):
+        try:
+            status = TaskStatus(args["status"])
+        except ValueError:
+            raise ApiError(400, "validation_error", "Unknown status.",
+                           {"status": [f"Must be one of: {', '.join(s.value for s in TaskStatus)}."]}
+                           ) from None
+    limit = DEFAULT_LIMIT
+    if args.get("limit") is not None:
+        raw = args["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise ApiError(400, "validation_error", "Bad limit.",
+                           {"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]})
+        limit = int(raw)
+    before = None
+    if args.get("cursor"):
+        try:
+            before = decode_cursor(args["cursor"])
+        except ValueError:
+            raise ApiError(400, "validation_error", "Malformed cursor.",
+                           {"cursor": ["Pass back the nextCursor of a previous page."]}) from None
+    tasks, next_position = _store().list_tasks(status, limit, before)
+    return jsonify({
+        "tasks": [_task_json(t) for t in tasks],
+        "nextCursor": encode_cursor(next_position) if next_position is not None else None,
+    })
+
+
+@bp.get("/<task_id>")
+def get_task(task_id: str) -> Response:
+    task = _store().get(task_id)
+    if task is None:
+        raise _not_found(task_id)
+    return jsonify(_task_json(task))
+
+
+@bp.get("/<task_id>/attempts")
+def get_attempts(task_id: str) -> Response:
+    attempts = _store().attempts(task_id)
+    if attempts is None:
+        raise _not_found(task_id)
+    return jsonify({"attempts": attempt_output.dump(attempts, many=True)})
+
+
+@bp.delete("/<task_id>")
+def cancel_task(task_id: str) -> Response:
+    try:
+        task = _store().cancel(task_id)
+    except TaskNotFound:
+        raise _not_found(task_id) from None
+    except TaskConflict as exc:
+        raise ApiError(409, "conflict", f"Cannot cancel: the task is {exc.task.status.value}.",
+                       {"status": exc.task.status.value}) from None
+    log.info("task=%s cancelled", task.id)
+    return jsonify(_task_json(task))
+
+
+@bp.post("/<task_id>/retry")
+def retry_task(task_id: str) -> Response:
+    try:
+        task = _store().retry(task_id)
+    except TaskNotFound:
+        raise _not_found(task_id) from None
+    except TaskConflict as exc:
+        raise ApiError(409, "conflict",
+                       f"Only stale or cancelled tasks can be retried; this one is "
+                       f"{exc.task.status.value}.", {"status": exc.task.status.value}) from None
+    log.info("task=%s retried through the API", task.id)
+    return jsonify(_task_json(task))

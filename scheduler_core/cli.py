@@ -1,0 +1,247 @@
+"""The `scheduler` command: serve, worker, migrate, config, plugins."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import click
+
+from scheduler_core import __version__
+from scheduler_core.logs import setup_logging
+from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
+from scheduler_core.settings import Settings
+from scheduler_core.store import Store, StoreError, open_store
+from scheduler_core.store import UnsupportedDatabase  # noqa: F401 - re-exported for callers
+
+log = logging.getLogger("scheduler_core.cli")
+
+database_url_option = click.option(
+    "--database-url",
+    envvar="SCHEDULER_DATABASE_URL",
+    default=None,
+    help="postgresql://user@host/db or sqlite:///path.db [env SCHEDULER_DATABASE_URL]",
+)
+
+
+def _settings(database_url: str | None) -> Settings:
+    try:
+        return Settings.from_env(database_url)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _open_migrated_store(settings: Settings, pool_size: int) -> Store:
+    try:
+        store = open_store(settings.database_url, pool_size=pool_size)
+        store.migrate()
+    except (StoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return store
+
+
+class _StopRequested(Exception):
+    """Raised in the main thread by the first SIGTERM/SIGINT to leave the server loop."""
+
+
+def _install_signal_handlers(on_first_signal: Callable[[int], None]) -> None:
+    received: list[int] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            log.warning("second signal: exiting at once; unfinished leases will expire")
+            os._exit(128 + signum)
+        log.info("signal %s: no new claims, finishing deliveries in flight",
+                 signal.Signals(signum).name)
+        on_first_signal(signum)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.group()
+@click.version_option(__version__, prog_name="scheduler")
+@click.option("--log-level", envvar="SCHEDULER_LOG_LEVEL", default="INFO",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cli(log_level: str) -> None:
+    """scheduler-core: a self-hosted HTTP callback scheduler."""
+    setup_logging(log_level)
+
+
+@cli.command()
+@click.option("--host", envvar="SCHEDULER_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="SCHEDULER_PORT", default=8080, show_default=True,
+              type=click.IntRange(0, 65535))
+@click.option("--threads", envvar="SCHEDULER_THREADS", default=8, show_default=True,
+              type=click.IntRange(1, 512), help="HTTP worker threads")
+@click.option("--no-dispatcher", is_flag=True, help="Serve the API only; deliver nothing.")
+@database_url_option
+def serve(host: str, port: int, threads: int, no_dispatcher: bool,
+          database_url: str | None) -> None:
+    """Serve the HTTP API, with the dispatcher in the same process."""
+    import waitress
+
+    from scheduler_core.api import create_app
+    from scheduler_core.dispatcher import Dispatcher
+
+    settings = _settings(database_url)
+    store = _open_migrated_store(settings, pool_size=threads + 2)
+    plugins = PluginManager(settings)
+    app = create_app(settings, store=store, plugins=plugins)
+    dispatcher = None if no_dispatcher else Dispatcher(store, plugins)
+    server: Any = waitress.create_server(app, host=host, port=port, threads=threads,
+                                         ident=f"scheduler-core/{__version__}")
+
+    def first_signal(_signum: int) -> None:
+        if dispatcher is not None:
+            dispatcher.request_stop()
+        raise _StopRequested
+
+    _install_signal_handlers(first_signal)
+    if not settings.api_keys and not _is_loopback(host):
+        log.warning("SCHEDULER_API_KEYS is not set and the API listens on %s: anyone who "
+                    "can reach it can enqueue callbacks", host)
+    if dispatcher is not None:
+        dispatcher.start()
+    log.info("listening on http://%s:%s", host, server.effective_port)
+    try:
+        server.run()
+    except _StopRequested:
+        pass
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop(wait=True)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        server.close()
+        store.close()
+        log.info("stopped")
+
+
+@cli.command()
+@database_url_option
+def worker(database_url: str | None) -> None:
+    """Run the dispatcher alone, to scale delivery out."""
+    from scheduler_core.dispatcher import Dispatcher
+
+    settings = _settings(database_url)
+    store = _open_migrated_store(settings, pool_size=2)
+    plugins = PluginManager(settings)
+    dispatcher = Dispatcher(store, plugins)
+    stop = threading.Event()
+
+    def first_signal(_signum: int) -> None:
+        dispatcher.request_stop()
+        stop.set()
+
+    _install_signal_handlers(first_signal)
+    dispatcher.start()
+    log.info("worker running")
+    while not stop.wait(0.5):
+        pass
+    dispatcher.stop(wait=True)
+    store.close()
+    log.info("stopped")
+
+
+@cli.command()
+@database_url_option
+def migrate(database_url: str | None) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(database_url)
+    store = _open_migrated_store(settings, pool_size=1)
+    store.close()
+    click.echo("schema is up to date")
+
+
+@cli.group()
+def config() -> None:
+    """Read and change the runtime configuration."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@database_url_option
+def config_show(as_json: bool, database_url: str | None) -> None:
+    """Print the runtime configuration, one KEY=VALUE a line."""
+    store = _open_migrated_store(_settings(database_url), pool_size=1)
+    try:
+        _print_config(store.get_config().as_dict(), as_json)
+    finally:
+        store.close()
+
+
+@config.command("set")
+@click.argument("assignments", nargs=-1, required=True)
+@database_url_option
+def config_set(assignments: tuple[str, ...], database_url: str | None) -> None:
+    """Change settings: scheduler config set base_interval_ms=500 select_size=50"""
+    changes: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="ASSIGNMENTS")
+        try:
+            changes[key.strip()] = int(raw.strip(), 10)
+        except ValueError:
+            changes[key.strip()] = raw  # validation names the key and says why
+    store = _open_migrated_store(_settings(database_url), pool_size=1)
+    try:
+        columns = validate_changes(store.get_config(), changes, camel=False)
+        updated = store.update_config(columns)
+    except ConfigError as exc:
+        lines = [f"  {key}: {' '.join(reasons)}" for key, reasons in exc.details.items()]
+        raise click.UsageError("nothing changed:\n" + "\n".join(lines)) from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    _print_config(updated.as_dict(), as_json=False)
+
+
+def _print_config(values: dict[str, int], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+        return
+    for key in BOUNDS:
+        click.echo(f"{key}={values[key]}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List the loaded plugins and the hooks each implements."""
+    rows = PluginManager(Settings.from_env()).describe()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        origin = "built-in" if row["builtin"] else (row["distribution"] or "registered")
+        hooks = ", ".join(str(h) for h in row["hooks"])  # type: ignore[attr-defined]
+        click.echo(f"{row['name']}  ({origin})\n    hooks: {hooks}")
+
+
+def main() -> None:
+    cli(prog_name="scheduler")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Logging: one line per event on stderr. Secrets are never passed to a logger."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from urllib.parse import urlsplit
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # APScheduler logs every job run at INFO; the dispatcher logs what matters itself.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def loggable_url(url: str) -> str:
+    """`url` without userinfo, query or fragment, any of which may carry credentials."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable url>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"

@@ -1,0 +1,45 @@
+"""Store backends, chosen by the database URL's scheme."""
+
+from __future__ import annotations
+
+from scheduler_core.store.base import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    TaskConflict,
+    TaskNotFound,
+    decode_cursor,
+    encode_cursor,
+)
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "TaskConflict",
+    "TaskNotFound",
+    "decode_cursor",
+    "encode_cursor",
+    "open_store",
+]
+
+
+class UnsupportedDatabase(ValueError):
+    pass
+
+
+def open_store(url: str, pool_size: int = 10) -> Store:
+    """A store for `url` (SQLAlchemy-style: postgresql://..., sqlite:///path.db)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in {"postgresql", "postgres", "postgresql+psycopg2"}:
+        from scheduler_core.store.postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=pool_size)
+    if scheme.startswith("sqlite"):
+        raise UnsupportedDatabase(
+            "SQLite support is not available yet; set SCHEDULER_DATABASE_URL to a "
+            "postgresql://user@host/dbname URL"
+        )
+    raise UnsupportedDatabase(
+        f"unsupported database URL scheme {scheme!r}: use postgresql://... or sqlite:///..."
+    )

@@ -1,0 +1,113 @@
+"""The store: the handful of verbs the API and the dispatcher need from a database.
+
+A backend implements `Store` with its SQL in `.sql` files; the same contract tests run
+against every backend. Time is always the database's clock, never the caller's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Protocol
+
+from scheduler_core.models import (
+    AttemptRecord,
+    ClaimedTask,
+    NewTask,
+    RecordedOutcome,
+    Task,
+    TaskStatus,
+)
+from scheduler_core.runtime_config import RuntimeConfig
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises on purpose."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or lost the connection; try again later."""
+
+
+class TaskNotFound(StoreError):
+    pass
+
+
+class TaskConflict(StoreError):
+    """The task's state does not allow the operation."""
+
+    def __init__(self, task: Task, message: str):
+        super().__init__(message)
+        self.task = task
+
+
+class Store(Protocol):
+    dialect: str
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations, one process at a time; return the names applied."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    def close(self) -> None: ...
+
+    # -- API verbs -----------------------------------------------------------------
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> list[tuple[Task, bool]]:
+        """Store all tasks in one transaction; return each with True when created.
+
+        A task whose idempotency key already exists is not created: the existing one
+        is returned with False.
+        """
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def list_tasks(
+        self, status: TaskStatus | None, limit: int, before: int | None
+    ) -> tuple[list[Task], int | None]:
+        """Newest first; `before` is a keyset position; returns the next position."""
+
+    def attempts(self, task_id: str) -> list[AttemptRecord] | None:
+        """Every attempt of the task in order, or None when the task does not exist."""
+
+    def cancel(self, task_id: str) -> Task:
+        """pending/stale -> cancelled; cancelled unchanged; else TaskConflict."""
+
+    def retry(self, task_id: str) -> Task:
+        """stale/cancelled -> pending, due now, with a fresh budget; else TaskConflict."""
+
+    def get_config(self) -> RuntimeConfig: ...
+
+    def update_config(self, columns: dict[str, int]) -> RuntimeConfig: ...
+
+    # -- dispatcher verbs ----------------------------------------------------------
+
+    def reap_expired_leases(self, config: RuntimeConfig) -> int:
+        """Return running tasks whose lease expired to pending (stale without budget)."""
+
+    def claim_due(self, limit: int, lease_ms: int) -> list[ClaimedTask]:
+        """Lease up to `limit` due tasks in claim order; each claim counts an attempt."""
+
+    def record_outcomes(self, outcomes: Sequence[RecordedOutcome]) -> None:
+        """Store outcomes of claimed attempts; an outcome for a lost claim is ignored."""
+
+    def purge_expired(self, retention_hours: int, batch_size: int) -> int:
+        """Delete up to `batch_size` resolved/cancelled tasks past retention."""
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The keyset position in `cursor`; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("malformed cursor") from None
+    prefix, _, number = raw.partition(":")
+    if prefix != "v1" or not number.isdigit() or len(number) > 19:
+        raise ValueError("malformed cursor")
+    return int(number)
