@@ -1,0 +1,125 @@
+"""A real HTTP receiver on 127.0.0.1 that records every callback and answers as told."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.support.waiting import wait_until
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic() when the request line arrived
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+@dataclass
+class Behaviour:
+    """How the receiver answers one path. Statuses are used in turn, the last repeating."""
+
+    statuses: list[int] = field(default_factory=lambda: [200])
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"ok"
+    delay: float = 0.0  # seconds before the status line
+    trickle_every: float | None = None  # send the body one byte at a time this far apart
+    trickle_bytes: int = 0
+    hang: bool = False  # never answer (until the client gives up)
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._behaviours: dict[str, Behaviour] = {}
+        self._served: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                arrived = time.monotonic()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                path = self.path
+                with receiver._lock:
+                    receiver.received.append(
+                        Received(path, dict(self.headers.items()), body, arrived)
+                    )
+                    behaviour = receiver._behaviours.get(path.split("?")[0], Behaviour())
+                    index = receiver._served.get(path, 0)
+                    receiver._served[path] = index + 1
+                receiver._answer(self, behaviour, index)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _answer(self, handler: BaseHTTPRequestHandler, b: Behaviour, index: int) -> None:
+        try:
+            if b.hang:
+                self._release.wait(60)
+                return
+            if b.delay:
+                time.sleep(b.delay)
+            status = b.statuses[min(index, len(b.statuses) - 1)]
+            handler.send_response(status)
+            for key, value in b.headers.items():
+                handler.send_header(key, value)
+            if b.trickle_every is not None:
+                handler.send_header("Content-Length", str(b.trickle_bytes))
+                handler.end_headers()
+                for _ in range(b.trickle_bytes):
+                    handler.wfile.write(b"x")
+                    handler.wfile.flush()
+                    time.sleep(b.trickle_every)
+                return
+            handler.send_header("Content-Length", str(len(b.body)))
+            handler.end_headers()
+            handler.wfile.write(b.body)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+            pass  # the scheduler gave up on us, as it should
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def behave(self, path: str, **kwargs: Any) -> None:
+        with self._lock:
+            self._behaviours[path] = Behaviour(**kwargs)
+
+    def calls(self, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if path is None or r.path == path]
+
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 15.0) -> list[Received]:
+        wait_until(lambda: len(self.calls(path)) >= count, timeout,
+                   message=f"waiting for {count} calls to {path or 'any path'}")
+        return self.calls(path)
+
+    def close(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
