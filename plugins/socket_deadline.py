@@ -7,6 +7,7 @@ whose deadline has passed; the blocked read then fails at once.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import socket
@@ -53,10 +54,8 @@ class SocketWatchdog:
                 heapq.heappop(self._heap)
                 sock = self._live.pop(token, None)
             if sock is not None:
-                try:
+                with contextlib.suppress(OSError):  # already closed by its owner
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed by its owner
 
 
 _local = threading.local()

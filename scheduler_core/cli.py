@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -21,7 +20,6 @@ from scheduler_core.plugin_manager import PluginManager
 from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
 from scheduler_core.settings import Settings
 from scheduler_core.store import Store, StoreError, open_store
-from scheduler_core.store import UnsupportedDatabase  # noqa: F401 - re-exported for callers
 
 log = logging.getLogger("scheduler_core.cli")
 
@@ -49,8 +47,13 @@ def _open_migrated_store(settings: Settings, pool_size: int) -> Store:
     return store
 
 
-class _StopRequested(Exception):
-    """Raised in the main thread by the first SIGTERM/SIGINT to leave the server loop."""
+class _StopRequested(KeyboardInterrupt):
+    """Raised in the main thread by the first SIGTERM/SIGINT to leave the server loop.
+
+    A KeyboardInterrupt because waitress's loop lets only that and SystemExit out of its
+    socket handlers: any other exception raised while it is serving a request is logged
+    and swallowed, and the server would go on serving with its dispatcher stopped.
+    """
 
 
 def _install_signal_handlers(on_first_signal: Callable[[int], None]) -> None:
@@ -108,8 +111,14 @@ def serve(host: str, port: int, threads: int, no_dispatcher: bool,
     plugins = PluginManager(settings)
     app = create_app(settings, store=store, plugins=plugins)
     dispatcher = None if no_dispatcher else Dispatcher(store, plugins)
-    server: Any = waitress.create_server(app, host=host, port=port, threads=threads,
-                                         ident=f"scheduler-core/{__version__}")
+    try:
+        server: Any = waitress.create_server(  # type: ignore[attr-defined]
+            app, host=host, port=port, threads=threads, ident=f"scheduler-core/{__version__}"
+        )
+    except (OSError, ValueError) as exc:  # port taken, host not an address of this machine
+        store.close()
+        reason = getattr(exc, "strerror", None) or exc
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
 
     def first_signal(_signum: int) -> None:
         if dispatcher is not None:
@@ -227,9 +236,10 @@ def _print_config(values: dict[str, int], as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(as_json: bool) -> None:
+@database_url_option
+def plugins(as_json: bool, database_url: str | None) -> None:
     """List the loaded plugins and the hooks each implements."""
-    rows = PluginManager(Settings.from_env()).describe()
+    rows = PluginManager(_settings(database_url)).describe()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -244,4 +254,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -133,6 +133,10 @@ class Dispatcher:
             if future.done():
                 outcome = future.result()
             else:  # the plugin overran its deadline; its thread is abandoned
+                future.cancel()  # one that never started must not deliver after the fact
+                # The abandoned thread keeps its worker: the next tick gets a fresh pool,
+                # or a plugin that hangs would starve every later delivery.
+                self._executor_size = 0
                 outcome = DeliveryOutcome(
                     ok=False,
                     error=f"timeout: no outcome within {config.http_callback_timeout_ms} ms",

@@ -6,7 +6,7 @@ CREATE TABLE scheduler_tasks (
     seq               bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
     webhook_url       text NOT NULL,
     webhook_auth      text,
-    -- json, not jsonb: the payload reaches the receiver exactly as it was sent
+    -- json, not jsonb: the payload keeps its text, key order included, as it was stored
     payload           json,
     execute_at        timestamptz NOT NULL,
     next_attempt_at   timestamptz NOT NULL,

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from scheduler_core.api.errors import ApiError
 
@@ -26,6 +27,12 @@ def json_body() -> Any:
     """The parsed body. A browser's fetch sends a string body as text/plain, so the
     Content-Type is not consulted."""
     raw = request.get_data(cache=True)  # over the size limit: werkzeug raises 413
+    # Without a Content-Length (chunked), werkzeug cuts the body at the limit instead of
+    # refusing it; one byte more in the input means the body was over the limit.
+    limit = request.max_content_length
+    if (request.content_length is None and limit is not None and len(raw) >= limit
+            and request.environ["wsgi.input"].read(1)):
+        raise RequestEntityTooLarge()
     if not raw.strip():
         raise ApiError(400, "invalid_json", "The request body is empty; send a JSON document.")
     try:

@@ -32,12 +32,25 @@ def _no_nul(value: str) -> None:
         raise ValidationError("Must not contain NUL characters.")
 
 
+def _header_value(value: str) -> None:
+    """webhookAuth is sent verbatim as a header: refuse what no header can carry, here,
+    rather than at delivery, where the HTTP library's error would quote the secret."""
+    if value[:1].isspace() or any(
+        not (ch == "\t" or " " <= ch <= "~" or "\x80" <= ch <= "\xff") for ch in value
+    ):
+        raise ValidationError(
+            "Must be a valid header value: no control characters, no leading whitespace, "
+            "only ISO-8859-1 characters."
+        )
+
+
 class TaskInputSchema(Schema):
     """One task of `POST /api/v1/tasks`. Unknown fields are refused (marshmallow's RAISE)."""
 
     webhookUrl = fields.String(required=True)
     webhookAuth = fields.String(
-        allow_none=True, validate=[validate.Length(max=MAX_AUTH_LENGTH), _no_nul]
+        allow_none=True,
+        validate=[validate.Length(max=MAX_AUTH_LENGTH), _no_nul, _header_value],
     )
     executeAt = fields.AwareDateTime(format="iso", allow_none=True)
     payload = fields.Raw(allow_none=True)

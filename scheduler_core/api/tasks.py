@@ -114,9 +114,9 @@ def list_tasks() -> Response:
         try:
             status = TaskStatus(args["status"])
         except ValueError:
+            known = ", ".join(s.value for s in TaskStatus)
             raise ApiError(400, "validation_error", "Unknown status.",
-                           {"status": [f"Must be one of: {', '.join(s.value for s in TaskStatus)}."]}
-                           ) from None
+                           {"status": [f"Must be one of: {known}."]}) from None
     limit = DEFAULT_LIMIT
     if args.get("limit") is not None:
         raw = args["limit"]

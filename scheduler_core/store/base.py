@@ -97,6 +97,9 @@ class Store(Protocol):
         """Delete up to `batch_size` resolved/cancelled tasks past retention."""
 
 
+MAX_POSITION = 2**63 - 1
+
+
 def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
 
@@ -108,6 +111,7 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("malformed cursor") from None
     prefix, _, number = raw.partition(":")
-    if prefix != "v1" or not number.isdigit() or len(number) > 19:
+    # The position is a bigint: a bigger number would fail in SQL, not here.
+    if prefix != "v1" or not number.isdigit() or len(number) > 19 or int(number) > MAX_POSITION:
         raise ValueError("malformed cursor")
     return int(number)

@@ -270,7 +270,7 @@ def _insert_params(new: NewTask) -> dict[str, Any]:
     return {
         "webhook_url": new.webhook_url,
         "webhook_auth": new.webhook_auth,
-        "payload": json.dumps(new.payload),
+        "payload": json.dumps(new.payload, ensure_ascii=False),
         "execute_at": new.execute_at,
         "idempotency_key": new.idempotency_key,
         "max_retries": new.max_retries,

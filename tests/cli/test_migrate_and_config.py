@@ -1,0 +1,249 @@
+"""`scheduler migrate`, `config show|set`, `plugins`, `--version`, `--database-url`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+
+from scheduler_core.migrations import load as load_migrations
+from scheduler_core.plugin_manager import DEFAULT_PLUGINS
+from scheduler_core.runtime_config import RuntimeConfig
+from tests.cli.conftest import Processes, api, db_config
+from tests.store.databases import UNREACHABLE_URL, query, table_names
+from tests.support.processes import run_cli
+
+pytestmark = pytest.mark.slow
+
+DEFAULTS = RuntimeConfig().as_dict()
+DEFAULT_LINES = [f"{key}={value}" for key, value in DEFAULTS.items()]
+
+
+def applied_versions(database_url: str) -> list[int]:
+    rows = query(database_url, "SELECT version FROM scheduler_schema_migrations ORDER BY 1")
+    return [v for (v,) in rows]
+
+
+def all_versions() -> list[int]:
+    return [m.version for m in load_migrations("postgresql")]
+
+
+# -- migrate ------------------------------------------------------------------------------
+
+
+def test_migrate_creates_the_schema_on_an_empty_database_then_does_nothing(
+    empty_database_url: str,
+) -> None:
+    first = run_cli(empty_database_url, "migrate")
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "schema is up to date"
+    assert "applied migration 0001_initial.sql" in first.stderr
+    assert {"scheduler_tasks", "scheduler_attempts", "scheduler_config"} <= table_names(
+        empty_database_url
+    )
+    assert applied_versions(empty_database_url) == all_versions()
+
+    second = run_cli(empty_database_url, "migrate")
+
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "schema is up to date"
+    assert "applied migration" not in second.stderr
+    assert applied_versions(empty_database_url) == all_versions()
+
+
+def test_migrate_processes_started_at_once_apply_each_migration_once(
+    empty_database_url: str,
+) -> None:
+    env = {**os.environ, "SCHEDULER_DATABASE_URL": empty_database_url,
+           "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    started = [
+        subprocess.Popen([sys.executable, "-m", "scheduler_core.cli", "migrate"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(5)
+    ]
+    try:
+        results = [(p.wait(timeout=120), *p.communicate(timeout=30)) for p in started]
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    for code, stdout, stderr in results:
+        assert code == 0, stderr
+        assert stdout.strip() == "schema is up to date"
+    applied_logs = sum(stderr.count("applied migration 0001_initial.sql")
+                       for _, _, stderr in results)
+    assert applied_logs == 1
+    assert applied_versions(empty_database_url) == all_versions()
+    assert query(empty_database_url, "SELECT count(*) FROM scheduler_config") == [(1,)]
+
+
+# -- config show / set --------------------------------------------------------------------
+
+
+def test_config_show_prints_each_key_with_its_default(clean_database: str) -> None:
+    result = run_cli(clean_database, "config", "show")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == DEFAULT_LINES
+
+
+def test_config_show_json_prints_an_object(clean_database: str) -> None:
+    result = run_cli(clean_database, "config", "show", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == DEFAULTS
+
+
+def test_config_set_changes_what_show_and_the_api_report(
+    processes: Processes, clean_database: str
+) -> None:
+    result = run_cli(clean_database, "config", "set", "base_interval_ms=500", "select_size=20")
+
+    assert result.returncode == 0, result.stderr
+    expected = {**DEFAULTS, "base_interval_ms": 500, "select_size": 20}
+    assert result.stdout.splitlines() == [f"{k}={v}" for k, v in expected.items()]
+    shown = run_cli(clean_database, "config", "show", "--json")
+    assert json.loads(shown.stdout) == expected
+    server = processes.serve(clean_database)
+    config = api(server, "GET", "/api/v1/config").json()
+    assert (config["baseIntervalMs"], config["selectSize"]) == (500, 20)
+
+    # The other way round: the API edits the very row the CLI reads.
+    patched = api(server, "PATCH", "/api/v1/config", json={"maxRetries": 9})
+    assert patched.status_code == 200, patched.text
+    assert "max_retries=9" in run_cli(clean_database, "config", "show").stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("assignments", "key", "reason"),
+    [
+        (["colour=3"], "colour", "Unknown key"),
+        (["select_size=many"], "select_size", "Must be an integer"),
+        (["select_size=2.5"], "select_size", "Must be an integer"),
+        (["select_size=null"], "select_size", "Must be an integer"),
+        (["select_size="], "select_size", "Must be an integer"),
+        (["select_size=0"], "select_size", "Must be between 1 and 10000"),
+        (["max_retries=-1"], "max_retries", "Must be between 0 and 1000"),
+        (["base_interval_ms=3600001"], "base_interval_ms", "Must be between 10 and 3600000"),
+        (["retry_backoff_max_ms=999"], "retry_backoff_max_ms",
+         "Must be at least retry_backoff_ms (1000)"),
+        (["retry_backoff_ms=5000", "retry_backoff_max_ms=4000"], "retry_backoff_max_ms",
+         "Must be at least retry_backoff_ms (5000)"),
+        (["select_size"], "select_size", "is not KEY=VALUE"),
+        # One bad value refuses the whole command, the good one included.
+        (["base_interval_ms=500", "select_size=0"], "select_size", "Must be between"),
+        (["base_interval_ms=500", "select_size"], "select_size", "is not KEY=VALUE"),
+    ],
+    ids=["unknown-key", "word", "fraction", "null", "empty", "below-min", "negative",
+         "above-max", "max-below-backoff", "both-set-inverted", "missing-equals",
+         "one-bad-of-two", "one-malformed-of-two"],
+)
+def test_config_set_refuses_a_bad_value_names_the_key_and_changes_nothing(
+    clean_database: str, assignments: list[str], key: str, reason: str
+) -> None:
+    result = run_cli(clean_database, "config", "set", *assignments)
+
+    assert result.returncode != 0
+    assert key in result.stderr
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert db_config(clean_database) == DEFAULTS
+
+
+# -- options every subcommand shares ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["migrate"], ["config", "show"], ["config", "show", "--json"],
+     ["config", "set", "select_size=7"], ["plugins"], ["plugins", "--json"]],
+    ids=lambda args: " ".join(args),
+)
+def test_database_url_option_is_accepted_and_wins_over_the_environment(
+    clean_database: str, args: list[str]
+) -> None:
+    result = run_cli(None, *args, "--database-url", clean_database,
+                     env={"SCHEDULER_DATABASE_URL": UNREACHABLE_URL})
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_serve_and_worker_accept_the_database_url_option(
+    processes: Processes, clean_database: str
+) -> None:
+    server = processes.serve(UNREACHABLE_URL, "--database-url", clean_database)
+    worker = processes.worker(UNREACHABLE_URL, "--database-url", clean_database)
+
+    assert api(server, "GET", "/readyz").status_code == 200
+    assert worker.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["migrate"], ["config", "show"], ["config", "set", "select_size=5"], ["worker"],
+     ["serve", "--port", "0"]],
+    ids=lambda args: args[0] if args[0] != "config" else " ".join(args[:2]),
+)
+def test_an_unreachable_database_gives_a_one_line_error_and_a_failing_exit(
+    args: list[str],
+) -> None:
+    url_with_password = "postgresql://postgres:hunter2@127.0.0.1:1/scheduler_nowhere"
+
+    result = run_cli(url_with_password, *args)
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: cannot connect to PostgreSQL")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_an_unsupported_database_url_is_refused_clearly() -> None:
+    result = run_cli("mysql://root@127.0.0.1/db", "migrate")
+
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: unsupported database URL scheme 'mysql': use postgresql://... or sqlite:///..."
+    ]
+
+
+# -- plugins, --version -------------------------------------------------------------------
+
+
+def test_plugins_lists_the_three_builtins_with_their_hooks() -> None:
+    result = run_cli(None, "plugins")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "scheduler_core.plugins.http_delivery  (built-in)",
+        "    hooks: scheduler_deliver, scheduler_delivery_schemes",
+        "scheduler_core.plugins.api_key_auth  (built-in)",
+        "    hooks: scheduler_authorize",
+        "scheduler_core.plugins.backoff_retry  (built-in)",
+        "    hooks: scheduler_retry_decision",
+    ]
+
+
+def test_plugins_json_describes_each_plugin() -> None:
+    result = run_cli(None, "plugins", "--json")
+
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == list(DEFAULT_PLUGINS)
+    assert all(row["builtin"] and row["distribution"] is None for row in rows)
+    assert rows[0]["hooks"] == ["scheduler_deliver", "scheduler_delivery_schemes"]
+
+
+def test_version_prints_the_installed_distribution_version() -> None:
+    result = run_cli(None, "--version")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"scheduler, version {version('scheduler-core')}"
