@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from scheduler_core.plugins.socket_deadline import DeadlineScope, SocketWatchdog, register_current
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from scheduler_core import __version__
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.models import DeliveryOutcome
+from scheduler_core.plugins.socket_deadline import DeadlineScope, SocketWatchdog, register_current
 
 if TYPE_CHECKING:
     import socket

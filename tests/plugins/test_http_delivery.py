@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from scheduler_core.plugins.backoff_retry import backoff_ms, scheduler_retry_decision
-from scheduler_core.plugins.http_delivery import parse_retry_after
 
 from scheduler_core import __version__
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, NewTask, RetryDecision
+from scheduler_core.plugins.backoff_retry import backoff_ms, scheduler_retry_decision
+from scheduler_core.plugins.http_delivery import parse_retry_after
 from scheduler_core.runtime_config import RuntimeConfig
 from tests.conftest import set_config
 from tests.dispatch.helpers import attempts, enqueue, task, timed_tick
@@ -102,7 +102,8 @@ def test_payload_reaches_the_receiver_byte_for_byte_as_stored(
     [(created, _)] = store.enqueue([NewTask(webhook_url=receiver.url("/p"), payload=payload)])
     dispatcher.tick()
     [call] = receiver.wait_for(1, "/p")
-    assert call.body.endswith(b'"payload": ' + json.dumps(payload).encode() + b"}")
+    stored = json.dumps(payload, ensure_ascii=False).encode()
+    assert call.body.endswith(b'"payload": ' + stored + b"}")
     assert call.json()["payload"] == payload
 
 

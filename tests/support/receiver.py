@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,7 +101,7 @@ class Receiver:
             handler.send_header("Content-Length", str(len(b.body)))
             handler.end_headers()
             handler.wfile.write(b.body)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, OSError):
             pass  # the scheduler gave up on us, as it should
 
     def url(self, path: str = "/hook") -> str:
@@ -116,7 +115,9 @@ class Receiver:
         with self._lock:
             return [r for r in self.received if path is None or r.path == path]
 
-    def wait_for(self, count: int, path: str | None = None, timeout: float = 15.0) -> list[Received]:
+    def wait_for(
+        self, count: int, path: str | None = None, timeout: float = 15.0
+    ) -> list[Received]:
         wait_until(lambda: len(self.calls(path)) >= count, timeout,
                    message=f"waiting for {count} calls to {path or 'any path'}")
         return self.calls(path)
