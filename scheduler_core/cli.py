@@ -16,12 +16,15 @@ import click
 
 from scheduler_core import __version__
 from scheduler_core.logs import setup_logging
-from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.plugin_manager import PluginLoadError, PluginManager
 from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
+from scheduler_core.serving import drain, stop_listening
 from scheduler_core.settings import Settings
 from scheduler_core.store import Store, StoreError, open_store
 
 log = logging.getLogger("scheduler_core.cli")
+
+API_DRAIN_SECONDS = 5.0
 
 database_url_option = click.option(
     "--database-url",
@@ -35,6 +38,13 @@ def _settings(database_url: str | None) -> Settings:
     try:
         return Settings.from_env(database_url)
     except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _plugins(settings: Settings) -> PluginManager:
+    try:
+        return PluginManager(settings)
+    except PluginLoadError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -107,8 +117,8 @@ def serve(host: str, port: int, threads: int, no_dispatcher: bool,
     from scheduler_core.dispatcher import Dispatcher
 
     settings = _settings(database_url)
+    plugins = _plugins(settings)
     store = _open_migrated_store(settings, pool_size=threads + 2)
-    plugins = PluginManager(settings)
     app = create_app(settings, store=store, plugins=plugins)
     dispatcher = None if no_dispatcher else Dispatcher(store, plugins)
     try:
@@ -137,9 +147,11 @@ def serve(host: str, port: int, threads: int, no_dispatcher: bool,
     except _StopRequested:
         pass
     finally:
+        stop_listening(server)  # new clients are refused rather than left waiting
+        drain(server, timeout=API_DRAIN_SECONDS)
         if dispatcher is not None:
             dispatcher.stop(wait=True)
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=API_DRAIN_SECONDS)
         server.close()
         store.close()
         log.info("stopped")
@@ -152,8 +164,8 @@ def worker(database_url: str | None) -> None:
     from scheduler_core.dispatcher import Dispatcher
 
     settings = _settings(database_url)
+    plugins = _plugins(settings)
     store = _open_migrated_store(settings, pool_size=2)
-    plugins = PluginManager(settings)
     dispatcher = Dispatcher(store, plugins)
     stop = threading.Event()
 
@@ -239,7 +251,7 @@ def _print_config(values: dict[str, int], as_json: bool) -> None:
 @database_url_option
 def plugins(as_json: bool, database_url: str | None) -> None:
     """List the loaded plugins and the hooks each implements."""
-    rows = PluginManager(_settings(database_url)).describe()
+    rows = _plugins(_settings(database_url)).describe()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -30,9 +31,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "scheduler_core.plugins.backoff_retry",
 )
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginManager", "hookimpl"]
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginLoadError", "PluginManager", "hookimpl"]
 
 log = logging.getLogger(__name__)
+
+
+class PluginLoadError(RuntimeError):
+    """An installed plugin could not be imported, registered or validated."""
 
 
 class PluginManager:
@@ -42,26 +47,50 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         for name in DEFAULT_PLUGINS:
             self._pm.register(importlib.import_module(name), name=name)
+        self._distributions: dict[str, str] = {}
         if settings.load_entry_points:
-            self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         for plugin in extra_plugins:
             self._pm.register(plugin)
+        try:
+            # A misspelt hook (scheduler_authorise) would otherwise never run, silently.
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(str(exc)) from None
+
+    def _load_entry_points(self) -> None:
+        """Load the `scheduler_core` entry points; a plugin that fails stops the start,
+        since running without, say, an auth plugin would be worse than not running."""
+        for dist in importlib.metadata.distributions():
+            for entry_point in dist.entry_points:
+                if entry_point.group != ENTRY_POINT_GROUP:
+                    continue
+                if self._pm.get_plugin(entry_point.name) or self._pm.is_blocked(
+                    entry_point.name
+                ):
+                    continue
+                origin = f"{dist.metadata['Name']} {dist.version}"
+                try:
+                    plugin = entry_point.load()
+                    self._pm.register(plugin, name=entry_point.name)
+                except Exception as exc:
+                    raise PluginLoadError(
+                        f"plugin {entry_point.name!r} from {origin} failed to load: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                self._distributions[entry_point.name] = origin
 
     # -- introspection, for `scheduler plugins` ------------------------------------
 
     def describe(self) -> list[dict[str, object]]:
-        dists = {id(plugin): dist for plugin, dist in self._pm.list_plugin_distinfo()}
         rows: list[dict[str, object]] = []
         for name, plugin in self._pm.list_name_plugin():
-            dist = dists.get(id(plugin))
             hooks = sorted(h.name for h in self._pm.get_hookcallers(plugin) or [])
             rows.append(
                 {
                     "name": name,
                     "builtin": name in DEFAULT_PLUGINS,
-                    "distribution": (
-                        f"{dist.project_name} {dist.version}" if dist is not None else None
-                    ),
+                    "distribution": self._distributions.get(name),
                     "hooks": hooks,
                 }
             )

@@ -50,6 +50,8 @@ class ConnectionPool:
                 conn = self._open()
             yield conn
         except CONNECTION_ERRORS as exc:
+            if not _connection_lost(conn, exc):
+                raise  # a deadlock or a cancelled statement: the connection is still fine
             self._discard_idle()
             raise StoreUnavailable(f"database connection lost: {first_line(exc)}") from exc
         finally:
@@ -80,6 +82,15 @@ class ConnectionPool:
 
     def close(self) -> None:
         self._discard_idle()
+
+
+def _connection_lost(conn: psycopg2.extensions.connection | None, exc: BaseException) -> bool:
+    """True when `exc` means the server or the link is gone, not that a statement failed."""
+    if conn is None or conn.closed:
+        return True
+    code = getattr(exc, "pgcode", None)
+    # No SQLSTATE: libpq's own error. 08: connection exception. 57P: server shutting down.
+    return code is None or code.startswith(("08", "57P"))
 
 
 def first_line(exc: BaseException) -> str:
