@@ -74,8 +74,9 @@ def _install_signal_handlers(on_first_signal: Callable[[int], None]) -> None:
         if len(received) > 1:
             log.warning("second signal: exiting at once; unfinished leases will expire")
             os._exit(128 + signum)
-        log.info("signal %s: no new claims, finishing deliveries in flight",
-                 signal.Signals(signum).name)
+        log.info(
+            "signal %s: no new claims, finishing deliveries in flight", signal.Signals(signum).name
+        )
         on_first_signal(signum)
 
     signal.signal(signal.SIGTERM, handle)
@@ -93,8 +94,12 @@ def _is_loopback(host: str) -> bool:
 
 @click.group()
 @click.version_option(__version__, prog_name="scheduler")
-@click.option("--log-level", envvar="SCHEDULER_LOG_LEVEL", default="INFO",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    envvar="SCHEDULER_LOG_LEVEL",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 def cli(log_level: str) -> None:
     """scheduler-core: a self-hosted HTTP callback scheduler."""
     setup_logging(log_level)
@@ -102,14 +107,26 @@ def cli(log_level: str) -> None:
 
 @cli.command()
 @click.option("--host", envvar="SCHEDULER_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="SCHEDULER_PORT", default=8080, show_default=True,
-              type=click.IntRange(0, 65535))
-@click.option("--threads", envvar="SCHEDULER_THREADS", default=8, show_default=True,
-              type=click.IntRange(1, 512), help="HTTP worker threads")
+@click.option(
+    "--port",
+    envvar="SCHEDULER_PORT",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+)
+@click.option(
+    "--threads",
+    envvar="SCHEDULER_THREADS",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 512),
+    help="HTTP worker threads",
+)
 @click.option("--no-dispatcher", is_flag=True, help="Serve the API only; deliver nothing.")
 @database_url_option
-def serve(host: str, port: int, threads: int, no_dispatcher: bool,
-          database_url: str | None) -> None:
+def serve(
+    host: str, port: int, threads: int, no_dispatcher: bool, database_url: str | None
+) -> None:
     """Serve the HTTP API, with the dispatcher in the same process."""
     import waitress
 
@@ -137,8 +154,11 @@ def serve(host: str, port: int, threads: int, no_dispatcher: bool,
 
     _install_signal_handlers(first_signal)
     if not settings.api_keys and not _is_loopback(host):
-        log.warning("SCHEDULER_API_KEYS is not set and the API listens on %s: anyone who "
-                    "can reach it can enqueue callbacks", host)
+        log.warning(
+            "SCHEDULER_API_KEYS is not set and the API listens on %s: anyone who "
+            "can reach it can enqueue callbacks",
+            host,
+        )
     if dispatcher is not None:
         dispatcher.start()
     log.info("listening on http://%s:%s", host, server.effective_port)

@@ -116,16 +116,18 @@ class Dispatcher:
         self._maybe_purge(config)
         return config
 
-    def deliver_all(
-        self, tasks: list[ClaimedTask], config: RuntimeConfig
-    ) -> list[RecordedOutcome]:
+    def deliver_all(self, tasks: list[ClaimedTask], config: RuntimeConfig) -> list[RecordedOutcome]:
         timeout_s = config.http_callback_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
         executor = self._executor_for(len(tasks), config.select_size)
         futures: dict[Future[DeliveryOutcome], ClaimedTask] = {}
         for task in tasks:
-            log.info("task=%s attempt=%d delivering to %s", task.id, task.attempt,
-                     loggable_url(task.webhook_url))
+            log.info(
+                "task=%s attempt=%d delivering to %s",
+                task.id,
+                task.attempt,
+                loggable_url(task.webhook_url),
+            )
             futures[executor.submit(self.plugins.deliver, task, deadline)] = task
         wait_futures(futures, timeout=timeout_s + STRAGGLER_GRACE_S)
         recorded = []
@@ -149,8 +151,13 @@ class Dispatcher:
         self, task: ClaimedTask, outcome: DeliveryOutcome, config: RuntimeConfig
     ) -> RecordedOutcome:
         if outcome.ok:
-            log.info("task=%s attempt=%d resolved status=%s duration_ms=%d",
-                     task.id, task.attempt, outcome.status_code, outcome.duration_ms)
+            log.info(
+                "task=%s attempt=%d resolved status=%s duration_ms=%d",
+                task.id,
+                task.attempt,
+                outcome.status_code,
+                outcome.duration_ms,
+            )
             return RecordedOutcome(task.id, task.attempt, outcome, None)
         max_retries = task.max_retries if task.max_retries is not None else config.max_retries
         if task.attempts_in_budget >= max_retries + 1:
@@ -158,11 +165,20 @@ class Dispatcher:
         else:
             decision = self.plugins.retry_decision(task, outcome, config)
         if decision.is_stale:
-            log.warning("task=%s attempt=%d failed (%s); stale, no retries left",
-                        task.id, task.attempt, outcome.error)
+            log.warning(
+                "task=%s attempt=%d failed (%s); stale, no retries left",
+                task.id,
+                task.attempt,
+                outcome.error,
+            )
         else:
-            log.info("task=%s attempt=%d failed (%s); retry in %d ms",
-                     task.id, task.attempt, outcome.error, decision.retry_in_ms)
+            log.info(
+                "task=%s attempt=%d failed (%s); retry in %d ms",
+                task.id,
+                task.attempt,
+                outcome.error,
+                decision.retry_in_ms,
+            )
         return RecordedOutcome(task.id, task.attempt, outcome, decision)
 
     def _record(self, outcomes: list[RecordedOutcome], lease_ends: float) -> None:
@@ -178,8 +194,12 @@ class Dispatcher:
                 return
             except StoreUnavailable as exc:
                 if time.monotonic() + pause >= lease_ends:
-                    log.error("could not record %d outcomes before their leases ran out (%s);"
-                              " the tasks will be delivered again", len(outcomes), exc)
+                    log.error(
+                        "could not record %d outcomes before their leases ran out (%s);"
+                        " the tasks will be delivered again",
+                        len(outcomes),
+                        exc,
+                    )
                     raise
                 log.warning("recording outcomes failed (%s); retrying in %.2fs", exc, pause)
                 time.sleep(pause)
@@ -203,6 +223,8 @@ class Dispatcher:
         if deleted < PURGE_BATCH:  # a full batch means more to do: go on next tick
             self._last_purge = now
         if deleted:
-            log.info("retention: deleted %d finished tasks older than %d h",
-                     deleted, config.retention_hours)
-
+            log.info(
+                "retention: deleted %d finished tasks older than %d h",
+                deleted,
+                config.retention_hours,
+            )

@@ -40,7 +40,9 @@ def scheduler_delivery_schemes() -> list[str]:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def scheduler_deliver(task: ClaimedTask, deadline: float, settings: Settings) -> DeliveryOutcome | None:  # type: ignore[empty-body]  # noqa: E501
+def scheduler_deliver(
+    task: ClaimedTask, deadline: float, settings: Settings
+) -> DeliveryOutcome | None:  # type: ignore[empty-body]  # noqa: E501
     """Deliver one task and return the outcome, or None if the URL is not yours.
 
     ``deadline`` is a ``time.monotonic()`` value: the attempt must be over by then
@@ -78,5 +80,3 @@ def scheduler_retry_decision(  # type: ignore[empty-body]
     ``RetryDecision(retry_in_ms=N)`` to try again N ms from now by the database clock,
     ``RetryDecision.stale()`` to give up now, or None to leave it to the next plugin.
     """
-
-

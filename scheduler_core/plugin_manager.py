@@ -65,9 +65,7 @@ class PluginManager:
             for entry_point in dist.entry_points:
                 if entry_point.group != ENTRY_POINT_GROUP:
                     continue
-                if self._pm.get_plugin(entry_point.name) or self._pm.is_blocked(
-                    entry_point.name
-                ):
+                if self._pm.get_plugin(entry_point.name) or self._pm.is_blocked(entry_point.name):
                     continue
                 origin = f"{dist.metadata['Name']} {dist.version}"
                 try:
@@ -130,7 +128,5 @@ class PluginManager:
     def retry_decision(
         self, task: ClaimedTask, outcome: DeliveryOutcome, config: RuntimeConfig
     ) -> RetryDecision:
-        decision = self._pm.hook.scheduler_retry_decision(
-            task=task, outcome=outcome, config=config
-        )
+        decision = self._pm.hook.scheduler_retry_decision(task=task, outcome=outcome, config=config)
         return decision if decision is not None else RetryDecision.stale()

@@ -96,9 +96,7 @@ def validate_changes(
         merged = replace(current, **columns)
         if merged.retry_backoff_max_ms < merged.retry_backoff_ms:
             key = "retryBackoffMaxMs" if camel else "retry_backoff_max_ms"
-            details[key] = [
-                f"Must be at least retry_backoff_ms ({merged.retry_backoff_ms})."
-            ]
+            details[key] = [f"Must be at least retry_backoff_ms ({merged.retry_backoff_ms})."]
     if details:
         raise ConfigError(details)
     return columns

@@ -22,15 +22,27 @@ REPO = Path(__file__).resolve().parents[1]
 # The build works on a copy, so it neither writes build/ or *.egg-info into the working
 # tree nor picks up anything that git would not carry.
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", ".tox", "__pycache__", "*.egg-info", "build", "dist",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", "*.db", "*.db-*",
+    ".git",
+    ".venv",
+    ".tox",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "*.db",
+    "*.db-*",
 )
 
 
-def run(args: list[str | Path], cwd: Path, timeout: float = 600,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                            timeout=timeout, env=env)
+def run(
+    args: list[str | Path], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     assert result.returncode == 0, (
         f"{args} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
@@ -54,10 +66,12 @@ def wheel_files(wheel: Path) -> list[str]:
         return archive.namelist()
 
 
-def test_the_only_top_level_package_is_scheduler_core(wheel: Path,
-                                                      wheel_files: list[str]) -> None:
-    top_level = {name.split("/", 1)[0] for name in wheel_files
-                 if not name.split("/", 1)[0].endswith((".dist-info", ".data"))}
+def test_the_only_top_level_package_is_scheduler_core(wheel: Path, wheel_files: list[str]) -> None:
+    top_level = {
+        name.split("/", 1)[0]
+        for name in wheel_files
+        if not name.split("/", 1)[0].endswith((".dist-info", ".data"))
+    }
 
     assert top_level == {"scheduler_core"}
     [top_level_txt] = [n for n in wheel_files if n.endswith(".dist-info/top_level.txt")]
@@ -104,8 +118,11 @@ def installed_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture
 def outside_env(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """A working directory away from the repo and an environment that cannot reach it."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PYTHONPATH", "VIRTUAL_ENV", "SCHEDULER_DATABASE_URL"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "VIRTUAL_ENV", "SCHEDULER_DATABASE_URL"}
+    }
     yield tmp_path, env
 
 
@@ -113,9 +130,11 @@ def test_the_installed_package_is_imported_from_the_venv_not_the_repo(
     installed_venv: Path, outside_env: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = outside_env
-    code = ("import scheduler_core, scheduler_core.migrations as m, "
-            "scheduler_core.plugins.http_delivery as h; print(scheduler_core.__file__); "
-            "print(m.__file__); print(h.__file__); print(scheduler_core.__version__)")
+    code = (
+        "import scheduler_core, scheduler_core.migrations as m, "
+        "scheduler_core.plugins.http_delivery as h; print(scheduler_core.__file__); "
+        "print(m.__file__); print(h.__file__); print(scheduler_core.__version__)"
+    )
 
     result = run([installed_venv / "bin" / "python", "-c", code], cwd=cwd, env=env)
 
@@ -141,9 +160,7 @@ def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
         migrated = run([scheduler, "migrate", "--database-url", url], cwd=cwd, env=env)
         assert migrated.stdout.strip() == "schema is up to date"
         assert "applied migration 0001_initial.sql" in migrated.stderr
-        assert query(url, "SELECT name FROM scheduler_schema_migrations") == [
-            ("0001_initial.sql",)
-        ]
+        assert query(url, "SELECT name FROM scheduler_schema_migrations") == [("0001_initial.sql",)]
         # The named SQL of the store ships too: reading the config needs it.
         shown = run([scheduler, "config", "show", "--database-url", url], cwd=cwd, env=env)
         assert "select_size=100" in shown.stdout.splitlines()

@@ -36,8 +36,12 @@ def create_app(
         if not request.path.startswith(API_PREFIX):
             return
         if not app.extensions["scheduler_plugins"].authorize(request):
-            raise ApiError(401, "unauthorized", "Missing or invalid API key.",
-                           headers={"WWW-Authenticate": 'Bearer realm="scheduler-core"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "Missing or invalid API key.",
+                headers={"WWW-Authenticate": 'Bearer realm="scheduler-core"'},
+            )
 
     register_error_handlers(app)
     app.register_blueprint(tasks.bp)

@@ -30,16 +30,18 @@ def json_body() -> Any:
     # Without a Content-Length (chunked), werkzeug cuts the body at the limit instead of
     # refusing it; one byte more in the input means the body was over the limit.
     limit = request.max_content_length
-    if (request.content_length is None and limit is not None and len(raw) >= limit
-            and request.environ["wsgi.input"].read(1)):
+    if (
+        request.content_length is None
+        and limit is not None
+        and len(raw) >= limit
+        and request.environ["wsgi.input"].read(1)
+    ):
         raise RequestEntityTooLarge()
     if not raw.strip():
         raise ApiError(400, "invalid_json", "The request body is empty; send a JSON document.")
     try:
         text = raw.decode("utf-8-sig")
-        value = json.loads(
-            text, parse_constant=_refuse_constant, parse_float=_finite_float
-        )
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
         # Lone surrogates (\ud800) parse but cannot be stored or sent as UTF-8.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError) as exc:

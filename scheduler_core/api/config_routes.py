@@ -29,15 +29,20 @@ def show() -> Response:
 def update() -> Response:
     body = json_body()
     if not isinstance(body, dict):
-        raise ApiError(400, "validation_error", "The body must be a JSON object of settings.",
-                       {"_schema": ["Expected an object."]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "The body must be a JSON object of settings.",
+            {"_schema": ["Expected an object."]},
+        )
     store = _store()
     try:
         columns = validate_changes(store.get_config(), body, camel=True)
         config = store.update_config(columns)
     except ConfigError as exc:
-        raise ApiError(400, "validation_error", "The configuration was not changed.",
-                       exc.details) from None
+        raise ApiError(
+            400, "validation_error", "The configuration was not changed.", exc.details
+        ) from None
     if columns:
         log.info("config changed: %s", ", ".join(f"{k}={v}" for k, v in columns.items()))
     return jsonify(config.as_camel())

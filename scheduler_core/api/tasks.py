@@ -55,18 +55,24 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     schema = TaskInputSchema(schemes=_plugins().delivery_schemes())
     if isinstance(body, list):
         if not 1 <= len(body) <= MAX_BATCH:
-            raise ApiError(400, "validation_error",
-                           f"An array of tasks must hold 1 to {MAX_BATCH} items.",
-                           {"_schema": [f"Got {len(body)} items."]})
+            raise ApiError(
+                400,
+                "validation_error",
+                f"An array of tasks must hold 1 to {MAX_BATCH} items.",
+                {"_schema": [f"Got {len(body)} items."]},
+            )
         items = _load(schema, body, many=True)
         results = _store().enqueue([_new_task(i) for i in items])
         for task, created in results:
             _log_enqueue(task, created)
         return jsonify({"tasks": [_task_json(t) for t, _ in results]}), 201
     if not isinstance(body, dict):
-        raise ApiError(400, "validation_error",
-                       "The body must be a JSON object, or an array of objects.",
-                       {"_schema": ["Expected an object or an array."]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "The body must be a JSON object, or an array of objects.",
+            {"_schema": ["Expected an object or an array."]},
+        )
     item = _load(schema, body, many=False)
     [(task, created)] = _store().enqueue([_new_task(item)])
     _log_enqueue(task, created)
@@ -83,8 +89,12 @@ def _load(schema: TaskInputSchema, body: Any, many: bool) -> Any:
         if many and isinstance(messages, dict):
             # marshmallow keys item errors by int index; JSON wants string keys.
             messages = {str(k): v for k, v in messages.items()}
-        raise ApiError(400, "validation_error", "The task is not valid; see details.",
-                       messages if isinstance(messages, dict) else {"_schema": messages}) from None
+        raise ApiError(
+            400,
+            "validation_error",
+            "The task is not valid; see details.",
+            messages if isinstance(messages, dict) else {"_schema": messages},
+        ) from None
 
 
 def _new_task(item: dict[str, Any]) -> NewTask:
@@ -100,8 +110,12 @@ def _new_task(item: dict[str, Any]) -> NewTask:
 
 def _log_enqueue(task: Task, created: bool) -> None:
     if created:
-        log.info("task=%s enqueued for %s due=%s", task.id, loggable_url(task.webhook_url),
-                 task.execute_at.isoformat())
+        log.info(
+            "task=%s enqueued for %s due=%s",
+            task.id,
+            loggable_url(task.webhook_url),
+            task.execute_at.isoformat(),
+        )
     else:
         log.info("task=%s idempotent repeat of key, nothing created", task.id)
 
@@ -115,27 +129,41 @@ def list_tasks() -> Response:
             status = TaskStatus(args["status"])
         except ValueError:
             known = ", ".join(s.value for s in TaskStatus)
-            raise ApiError(400, "validation_error", "Unknown status.",
-                           {"status": [f"Must be one of: {known}."]}) from None
+            raise ApiError(
+                400,
+                "validation_error",
+                "Unknown status.",
+                {"status": [f"Must be one of: {known}."]},
+            ) from None
     limit = DEFAULT_LIMIT
     if args.get("limit") is not None:
         raw = args["limit"]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise ApiError(400, "validation_error", "Bad limit.",
-                           {"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]})
+            raise ApiError(
+                400,
+                "validation_error",
+                "Bad limit.",
+                {"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]},
+            )
         limit = int(raw)
     before = None
     if args.get("cursor"):
         try:
             before = decode_cursor(args["cursor"])
         except ValueError:
-            raise ApiError(400, "validation_error", "Malformed cursor.",
-                           {"cursor": ["Pass back the nextCursor of a previous page."]}) from None
+            raise ApiError(
+                400,
+                "validation_error",
+                "Malformed cursor.",
+                {"cursor": ["Pass back the nextCursor of a previous page."]},
+            ) from None
     tasks, next_position = _store().list_tasks(status, limit, before)
-    return jsonify({
-        "tasks": [_task_json(t) for t in tasks],
-        "nextCursor": encode_cursor(next_position) if next_position is not None else None,
-    })
+    return jsonify(
+        {
+            "tasks": [_task_json(t) for t in tasks],
+            "nextCursor": encode_cursor(next_position) if next_position is not None else None,
+        }
+    )
 
 
 @bp.get("/<task_id>")
@@ -161,8 +189,12 @@ def cancel_task(task_id: str) -> Response:
     except TaskNotFound:
         raise _not_found(task_id) from None
     except TaskConflict as exc:
-        raise ApiError(409, "conflict", f"Cannot cancel: the task is {exc.task.status.value}.",
-                       {"status": exc.task.status.value}) from None
+        raise ApiError(
+            409,
+            "conflict",
+            f"Cannot cancel: the task is {exc.task.status.value}.",
+            {"status": exc.task.status.value},
+        ) from None
     log.info("task=%s cancelled", task.id)
     return jsonify(_task_json(task))
 
@@ -174,8 +206,11 @@ def retry_task(task_id: str) -> Response:
     except TaskNotFound:
         raise _not_found(task_id) from None
     except TaskConflict as exc:
-        raise ApiError(409, "conflict",
-                       f"Only stale or cancelled tasks can be retried; this one is "
-                       f"{exc.task.status.value}.", {"status": exc.task.status.value}) from None
+        raise ApiError(
+            409,
+            "conflict",
+            f"Only stale or cancelled tasks can be retried; this one is {exc.task.status.value}.",
+            {"status": exc.task.status.value},
+        ) from None
     log.info("task=%s retried through the API", task.id)
     return jsonify(_task_json(task))

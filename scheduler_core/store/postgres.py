@@ -241,16 +241,24 @@ class PostgresStore:
             o = item.outcome
             key = {"id": item.task_id, "attempt": item.attempt}
             attempts.append(
-                {**key, "duration_ms": o.duration_ms, "status_code": o.status_code,
-                 "error": o.error}
+                {
+                    **key,
+                    "duration_ms": o.duration_ms,
+                    "status_code": o.status_code,
+                    "error": o.error,
+                }
             )
             if item.decision is None:
                 resolved.append({**key, "status_code": o.status_code})
             else:
                 failed.append(
-                    {**key, "stale": item.decision.is_stale,
-                     "retry_in_ms": item.decision.retry_in_ms or 0,
-                     "error": o.error, "status_code": o.status_code}
+                    {
+                        **key,
+                        "stale": item.decision.is_stale,
+                        "retry_in_ms": item.decision.retry_in_ms or 0,
+                        "error": o.error,
+                        "status_code": o.status_code,
+                    }
                 )
         with self._tx() as cur:
             psycopg2.extras.execute_batch(cur, self.q["resolve_task"], resolved, page_size=200)

@@ -30,8 +30,13 @@ def tasks_by_status(client, store, dispatcher, receiver, fast_retries):
     assert client.delete(f"/api/v1/tasks/{cancelled['id']}").status_code == 200
     tasks = {
         name: get_task(client, task["id"])
-        for name, task in [("pending", pending), ("running", running), ("resolved", resolved),
-                           ("stale", stale), ("cancelled", cancelled)]
+        for name, task in [
+            ("pending", pending),
+            ("running", running),
+            ("resolved", resolved),
+            ("stale", stale),
+            ("cancelled", cancelled),
+        ]
     }
     assert {name: task["status"] for name, task in tasks.items()} == {s: s for s in STATUSES}
     return tasks

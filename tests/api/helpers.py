@@ -5,8 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 TASK_FIELDS = {
-    "id", "webhookUrl", "executeAt", "status", "attempts", "maxRetries", "nextAttemptAt",
-    "payload", "idempotencyKey", "lastError", "lastStatusCode", "createdAt", "updatedAt",
+    "id",
+    "webhookUrl",
+    "executeAt",
+    "status",
+    "attempts",
+    "maxRetries",
+    "nextAttemptAt",
+    "payload",
+    "idempotencyKey",
+    "lastError",
+    "lastStatusCode",
+    "createdAt",
+    "updatedAt",
     "resolvedAt",
 }
 STATUSES = ("pending", "running", "resolved", "stale", "cancelled")

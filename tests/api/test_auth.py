@@ -13,8 +13,9 @@ KEYS = ("k1-secret-key", "k2-other-key")
 @pytest.fixture
 def keyed_client(clean_database, store):
     settings = Settings(database_url=clean_database, api_keys=KEYS, load_entry_points=False)
-    app = create_app(settings, store=store, plugins=PluginManager(settings),
-                     test_config={"TESTING": True})
+    app = create_app(
+        settings, store=store, plugins=PluginManager(settings), test_config={"TESTING": True}
+    )
     return app.test_client()
 
 
@@ -48,16 +49,14 @@ BAD_HEADERS = [
 def test_enqueue_without_a_valid_key_is_401_and_stores_nothing(keyed_client, store, headers):
     response = keyed_client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE}, headers=headers)
     assert_unauthorized(response)
-    response = keyed_client.post("/api/v1/tasks", json=[{"webhookUrl": NOWHERE}],
-                                 headers=headers)
+    response = keyed_client.post("/api/v1/tasks", json=[{"webhookUrl": NOWHERE}], headers=headers)
     assert_unauthorized(response)
     assert task_count(store) == 0
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_every_configured_key_works(keyed_client, store, key):
-    response = keyed_client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE},
-                                 headers=bearer(key))
+    response = keyed_client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE}, headers=bearer(key))
     assert response.status_code == 201
     task_id = response.get_json()["id"]
     assert keyed_client.get(f"/api/v1/tasks/{task_id}", headers=bearer(key)).status_code == 200
@@ -72,8 +71,9 @@ def test_the_scheme_is_case_insensitive(keyed_client):
 
 
 def test_every_route_needs_a_key_and_nothing_happens_without_one(keyed_client, store):
-    created = keyed_client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE, "executeAt": FUTURE},
-                                headers=bearer(KEYS[0])).get_json()
+    created = keyed_client.post(
+        "/api/v1/tasks", json={"webhookUrl": NOWHERE, "executeAt": FUTURE}, headers=bearer(KEYS[0])
+    ).get_json()
     task_id = created["id"]
     wrong = bearer("wrong")
     for response in [
@@ -97,10 +97,12 @@ def test_unknown_api_paths_and_methods_need_a_key_too(keyed_client):
     assert_unauthorized(keyed_client.get("/api/v1/nothing-here"))
     assert_unauthorized(keyed_client.get("/api/v2/tasks"))
     assert_unauthorized(keyed_client.put("/api/v1/tasks"))
-    assert_error(keyed_client.get("/api/v1/nothing-here", headers=bearer(KEYS[1])),
-                 404, "not_found")
-    assert_error(keyed_client.put("/api/v1/tasks", headers=bearer(KEYS[1])),
-                 405, "method_not_allowed")
+    assert_error(
+        keyed_client.get("/api/v1/nothing-here", headers=bearer(KEYS[1])), 404, "not_found"
+    )
+    assert_error(
+        keyed_client.put("/api/v1/tasks", headers=bearer(KEYS[1])), 405, "method_not_allowed"
+    )
 
 
 def test_an_oversized_body_without_a_key_is_401(keyed_client, store):
@@ -118,8 +120,11 @@ def test_health_endpoints_stay_open(keyed_client):
     assert readyz.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC REST API: GET /metrics (Prometheus text format), "
-                   "open when API keys are set; not implemented yet")
+@pytest.mark.xfail(
+    strict=True,
+    reason="SPEC REST API: GET /metrics (Prometheus text format), "
+    "open when API keys are set; not implemented yet",
+)
 def test_metrics_stays_open(keyed_client):
     response = keyed_client.get("/metrics")
     assert response.status_code == 200

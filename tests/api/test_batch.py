@@ -15,8 +15,10 @@ from tests.api.helpers import (
 
 
 def items(count, **fields):
-    return [{"webhookUrl": NOWHERE, "executeAt": FUTURE, "payload": {"i": i}, **fields}
-            for i in range(count)]
+    return [
+        {"webhookUrl": NOWHERE, "executeAt": FUTURE, "payload": {"i": i}, **fields}
+        for i in range(count)
+    ]
 
 
 def test_one_item_array(client, store):
@@ -47,15 +49,21 @@ def test_a_thousand_items_are_enqueued_in_order(client, store):
 def test_items_keep_their_own_fields(client):
     body = [
         {"webhookUrl": "https://a.example.com/1", "payload": "first", "maxRetries": 0},
-        {"webhookUrl": "http://b.example.com/2", "executeAt": "2030-01-01T01:00:00+01:00",
-         "idempotencyKey": "second"},
+        {
+            "webhookUrl": "http://b.example.com/2",
+            "executeAt": "2030-01-01T01:00:00+01:00",
+            "idempotencyKey": "second",
+        },
         {"webhookUrl": "http://c.example.com/3", "webhookAuth": "Bearer batch-secret"},
     ]
     response = client.post("/api/v1/tasks", json=body)
     assert response.status_code == 201
     first, second, third = response.get_json()["tasks"]
     assert (first["webhookUrl"], first["payload"], first["maxRetries"]) == (
-        "https://a.example.com/1", "first", 0)
+        "https://a.example.com/1",
+        "first",
+        0,
+    )
     assert (second["executeAt"], second["idempotencyKey"]) == ("2030-01-01T00:00:00Z", "second")
     assert third["payload"] is None and third["maxRetries"] is None
     assert "batch-secret" not in response.get_data(as_text=True)
@@ -103,8 +111,10 @@ def test_an_item_that_is_not_an_object_is_named(client, store, bad):
 
 
 def test_a_refused_array_does_not_use_up_its_idempotency_keys(client, store):
-    body = [{"webhookUrl": NOWHERE, "idempotencyKey": "k1"},
-            {"webhookUrl": NOWHERE, "maxRetries": "many"}]
+    body = [
+        {"webhookUrl": NOWHERE, "idempotencyKey": "k1"},
+        {"webhookUrl": NOWHERE, "maxRetries": "many"},
+    ]
     assert_error(client.post("/api/v1/tasks", json=body), 400, "validation_error")
     assert task_count(store) == 0
     assert enqueue(client, idempotencyKey="k1")["idempotencyKey"] == "k1"  # 201: created now

@@ -93,8 +93,7 @@ def test_resolved_at_is_set_only_on_resolve(client, tasks_by_status):
 
 def test_retry_a_stale_task(client, dispatcher, receiver, fast_retries):
     receiver.behave("/flaky", statuses=[500, 200])
-    task = enqueue(client, receiver.url("/flaky"), maxRetries=0,
-                   executeAt="2020-05-05T05:05:05Z")
+    task = enqueue(client, receiver.url("/flaky"), maxRetries=0, executeAt="2020-05-05T05:05:05Z")
     dispatcher.tick()
     stale = get_task(client, task["id"])
     assert stale["status"] == "stale"
@@ -149,8 +148,7 @@ def test_retry_grants_a_fresh_budget(client, dispatcher, receiver, fast_retries)
     assert [c.header("X-Scheduler-Attempt") for c in receiver.calls()] == ["1", "2", "3", "4"]
 
 
-def test_retry_with_zero_retries_tries_once_more(client, dispatcher, receiver, store,
-                                                 fast_retries):
+def test_retry_with_zero_retries_tries_once_more(client, dispatcher, receiver, store, fast_retries):
     set_config(store, max_retries=0)  # the config's value applies: maxRetries is null
     receiver.behave("/down", statuses=[500])
     task = enqueue(client, receiver.url("/down"))
@@ -177,8 +175,12 @@ def test_retry_a_cancelled_task_makes_it_due_now(client, dispatcher, receiver):
     assert abs(parse_time(retried["nextAttemptAt"]) - before) < timedelta(seconds=30)
     dispatcher.tick()
     [call] = receiver.calls("/later")
-    assert call.json() == {"taskId": task["id"], "executeAt": "2099-01-01T00:00:00Z",
-                           "attempt": 1, "payload": "p"}
+    assert call.json() == {
+        "taskId": task["id"],
+        "executeAt": "2099-01-01T00:00:00Z",
+        "attempt": 1,
+        "payload": "p",
+    }
     assert get_task(client, task["id"])["status"] == "resolved"
 
 

@@ -63,8 +63,13 @@ def test_patch_one_key(client):
 
 def test_patch_every_key(client):
     changed = {
-        "baseIntervalMs": 20, "httpCallbackTimeoutMs": 2000, "selectSize": 7, "maxRetries": 0,
-        "retryBackoffMs": 10, "retryBackoffMaxMs": 20, "retentionHours": 1,
+        "baseIntervalMs": 20,
+        "httpCallbackTimeoutMs": 2000,
+        "selectSize": 7,
+        "maxRetries": 0,
+        "retryBackoffMs": 10,
+        "retryBackoffMaxMs": 20,
+        "retentionHours": 1,
     }
     response = patch(client, changed)
     assert response.status_code == 200
@@ -86,8 +91,9 @@ def test_empty_patch_changes_nothing(client):
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
 def test_patch_body_is_json_whatever_the_content_type(client, content_type):
-    response = client.patch("/api/v1/config", data=json.dumps({"selectSize": 5}),
-                            content_type=content_type)
+    response = client.patch(
+        "/api/v1/config", data=json.dumps({"selectSize": 5}), content_type=content_type
+    )
     assert response.status_code == 200
     assert get_config(client)["selectSize"] == 5
 
@@ -109,22 +115,28 @@ def test_out_of_bounds_is_refused(client, key):
         assert_refused(client, patch(client, {key: value}), key)
 
 
-@pytest.mark.parametrize("value", [None, "500", 500.5, 500.0, True, False, [500], {"v": 500},
-                                   10**30])
+@pytest.mark.parametrize(
+    "value", [None, "500", 500.5, 500.0, True, False, [500], {"v": 500}, 10**30]
+)
 def test_non_integers_are_refused(client, value):
     for key in BOUNDS:
         assert_refused(client, patch(client, {key: value}), key)
 
 
-@pytest.mark.parametrize("key", ["base_interval_ms", "BaseIntervalMs", "baseintervalms",
-                                 "pollInterval", "", "maxRetries "])
+@pytest.mark.parametrize(
+    "key",
+    ["base_interval_ms", "BaseIntervalMs", "baseintervalms", "pollInterval", "", "maxRetries "],
+)
 def test_unknown_keys_are_refused(client, key):
     assert_refused(client, patch(client, {key: 500}), key)
 
 
 def test_backoff_max_below_backoff_is_refused(client):
-    assert_refused(client, patch(client, {"retryBackoffMs": 5000, "retryBackoffMaxMs": 4000}),
-                   "retryBackoffMaxMs")
+    assert_refused(
+        client,
+        patch(client, {"retryBackoffMs": 5000, "retryBackoffMaxMs": 4000}),
+        "retryBackoffMaxMs",
+    )
     # Against the stored value too: the default max is 3,600,000.
     assert_refused(client, patch(client, {"retryBackoffMs": 3_600_001}), "retryBackoffMaxMs")
     assert_refused(client, patch(client, {"retryBackoffMaxMs": 999}), "retryBackoffMaxMs")
@@ -150,16 +162,16 @@ def test_every_bad_key_is_named(client):
     assert get_config(client) == DEFAULTS
 
 
-@pytest.mark.parametrize("body", ["[]", "[{\"selectSize\": 5}]", "\"selectSize\"", "5", "null",
-                                  "true"])
+@pytest.mark.parametrize("body", ["[]", '[{"selectSize": 5}]', '"selectSize"', "5", "null", "true"])
 def test_a_body_that_is_not_an_object_is_refused(client, body):
     response = client.patch("/api/v1/config", data=body, content_type="application/json")
     assert_error(response, 400, "validation_error")
     assert get_config(client) == DEFAULTS
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", b"{", b"{selectSize: 5}", b"{\"selectSize\": NaN}",
-                                  b"\xff\xfe{}"])
+@pytest.mark.parametrize(
+    "body", [b"", b"   ", b"{", b"{selectSize: 5}", b'{"selectSize": NaN}', b"\xff\xfe{}"]
+)
 def test_a_body_that_is_not_json_is_refused(client, body):
     response = client.patch("/api/v1/config", data=body, content_type="application/json")
     assert_error(response, 400, "invalid_json")

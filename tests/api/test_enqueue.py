@@ -27,14 +27,17 @@ def post_raw(client, body, content_type="application/json"):
 
 
 def test_created_task_has_the_full_shape_and_a_location(client):
-    response = client.post("/api/v1/tasks", json={
-        "webhookUrl": "https://example.com/hook?x=1",
-        "webhookAuth": "Bearer hunter2",
-        "executeAt": "2030-06-01T12:30:00Z",
-        "payload": {"order": 42},
-        "idempotencyKey": "order-42",
-        "maxRetries": 3,
-    })
+    response = client.post(
+        "/api/v1/tasks",
+        json={
+            "webhookUrl": "https://example.com/hook?x=1",
+            "webhookAuth": "Bearer hunter2",
+            "executeAt": "2030-06-01T12:30:00Z",
+            "payload": {"order": 42},
+            "idempotencyKey": "order-42",
+            "maxRetries": 3,
+        },
+    )
     assert response.status_code == 201
     task = response.get_json()
     assert set(task) == TASK_FIELDS
@@ -73,8 +76,9 @@ def test_defaults_are_due_now_null_payload_and_config_retries(client):
 
 
 def test_explicit_nulls_mean_the_defaults(client):
-    task = enqueue(client, executeAt=None, payload=None, maxRetries=None, idempotencyKey=None,
-                   webhookAuth=None)
+    task = enqueue(
+        client, executeAt=None, payload=None, maxRetries=None, idempotencyKey=None, webhookAuth=None
+    )
     assert task["payload"] is None and task["maxRetries"] is None
     assert abs(parse_time(task["executeAt"]) - utc_now()) < timedelta(minutes=1)
 
@@ -84,13 +88,16 @@ def test_task_ids_are_unique(client):
     assert len(ids) == 5
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("2030-01-01T12:00:00+02:00", "2030-01-01T10:00:00Z"),
-    ("2030-01-01T12:00:00-05:30", "2030-01-01T17:30:00Z"),
-    ("2030-01-01T12:00:00+00:00", "2030-01-01T12:00:00Z"),
-    ("2030-01-01T12:00:00.250Z", "2030-01-01T12:00:00.250000Z"),
-    ("2030-12-31T23:30:00-01:00", "2031-01-01T00:30:00Z"),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2030-01-01T12:00:00+02:00", "2030-01-01T10:00:00Z"),
+        ("2030-01-01T12:00:00-05:30", "2030-01-01T17:30:00Z"),
+        ("2030-01-01T12:00:00+00:00", "2030-01-01T12:00:00Z"),
+        ("2030-01-01T12:00:00.250Z", "2030-01-01T12:00:00.250000Z"),
+        ("2030-12-31T23:30:00-01:00", "2031-01-01T00:30:00Z"),
+    ],
+)
 def test_execute_at_with_an_offset_is_normalised_to_utc(client, given, expected):
     task = enqueue(client, executeAt=given)
     assert task["executeAt"] == expected
@@ -98,9 +105,7 @@ def test_execute_at_with_an_offset_is_normalised_to_utc(client, given, expected)
     assert get_task(client, task["id"])["executeAt"] == expected
 
 
-def test_a_past_execute_at_is_due_at_once_and_a_future_one_is_not(
-    client, dispatcher, receiver
-):
+def test_a_past_execute_at_is_due_at_once_and_a_future_one_is_not(client, dispatcher, receiver):
     past = enqueue(client, receiver.url("/past"), executeAt="2001-02-03T04:05:06Z")
     future = enqueue(client, receiver.url("/future"), executeAt=FUTURE)
     dispatcher.tick()  # returns after every claimed delivery has its outcome
@@ -113,18 +118,21 @@ def test_a_past_execute_at_is_due_at_once_and_a_future_one_is_not(
     assert get_task(client, future["id"])["status"] == "pending"
 
 
-@pytest.mark.parametrize("execute_at", [
-    "2030-01-01T12:00:00",  # naive: no offset
-    "2030-01-01",  # a date alone
-    "tomorrow",
-    "2030-13-01T00:00:00Z",
-    "2030-01-01T25:00:00Z",
-    "",
-    1893456000,  # epoch seconds are not ISO-8601
-    True,
-    ["2030-01-01T00:00:00Z"],
-    {"at": "2030-01-01T00:00:00Z"},
-])
+@pytest.mark.parametrize(
+    "execute_at",
+    [
+        "2030-01-01T12:00:00",  # naive: no offset
+        "2030-01-01",  # a date alone
+        "tomorrow",
+        "2030-13-01T00:00:00Z",
+        "2030-01-01T25:00:00Z",
+        "",
+        1893456000,  # epoch seconds are not ISO-8601
+        True,
+        ["2030-01-01T00:00:00Z"],
+        {"at": "2030-01-01T00:00:00Z"},
+    ],
+)
 def test_bad_execute_at_is_refused(client, store, execute_at):
     response = client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE, "executeAt": execute_at})
     error = assert_error(response, 400, "validation_error")
@@ -135,14 +143,17 @@ def test_bad_execute_at_is_refused(client, store, execute_at):
 # -- content types ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", [
-    "application/json",
-    "text/plain",
-    "text/plain;charset=UTF-8",
-    "application/x-www-form-urlencoded",
-    "application/octet-stream",
-    None,
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+        None,
+    ],
+)
 def test_body_is_json_whatever_the_content_type(client, store, content_type):
     body = json.dumps({"webhookUrl": NOWHERE, "payload": {"a": [1, 2]}, "idempotencyKey": "k"})
     if content_type is None:
@@ -165,8 +176,9 @@ def test_a_utf8_byte_order_mark_is_tolerated(client):
 # -- refused fields ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["webhookURL", "webhook_url", "url", "id", "status",
-                                   "attempts", "extra"])
+@pytest.mark.parametrize(
+    "field", ["webhookURL", "webhook_url", "url", "id", "status", "attempts", "extra"]
+)
 def test_unknown_field_is_refused_by_name(client, store, field):
     response = client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE, field: "x"})
     error = assert_error(response, 400, "validation_error")
@@ -182,28 +194,31 @@ def test_typo_in_the_url_field_names_both_fields(client, store):
     assert task_count(store) == 0
 
 
-@pytest.mark.parametrize("url", [
-    "/relative/hook",
-    "example.com/hook",
-    "//example.com/hook",
-    "ftp://example.com/hook",
-    "file:///etc/passwd",
-    "javascript:alert(1)",
-    "mailto:ops@example.com",
-    "http://",
-    "http:///hook",
-    "https://:443/hook",
-    "http://example.com:99999/hook",
-    "http://exa mple.com/hook",
-    "http://example.com/ho\nok",
-    "http://[::1/hook",
-    "http://example.com/" + "a" * 5000,
-    "",
-    None,
-    42,
-    ["http://example.com"],
-    {"url": "http://example.com"},
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/relative/hook",
+        "example.com/hook",
+        "//example.com/hook",
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "mailto:ops@example.com",
+        "http://",
+        "http:///hook",
+        "https://:443/hook",
+        "http://example.com:99999/hook",
+        "http://exa mple.com/hook",
+        "http://example.com/ho\nok",
+        "http://[::1/hook",
+        "http://example.com/" + "a" * 5000,
+        "",
+        None,
+        42,
+        ["http://example.com"],
+        {"url": "http://example.com"},
+    ],
+)
 def test_bad_webhook_url_is_refused(client, store, url):
     response = client.post("/api/v1/tasks", json={"webhookUrl": url})
     error = assert_error(response, 400, "validation_error")
@@ -218,15 +233,18 @@ def test_missing_webhook_url_is_refused(client, store):
     assert task_count(store) == 0
 
 
-@pytest.mark.parametrize("url", [
-    "http://example.com/hook",
-    "https://example.com/hook",
-    "HTTPS://EXAMPLE.COM/Hook",
-    "http://127.0.0.1:8080/hook?a=1&b=2#frag",
-    "http://[::1]:8080/hook",
-    "https://user:pass@example.com/hook",
-    "http://internal-service/hook",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/hook",
+        "https://example.com/hook",
+        "HTTPS://EXAMPLE.COM/Hook",
+        "http://127.0.0.1:8080/hook?a=1&b=2#frag",
+        "http://[::1]:8080/hook",
+        "https://user:pass@example.com/hook",
+        "http://internal-service/hook",
+    ],
+)
 def test_http_and_https_urls_are_accepted_verbatim(client, url):
     assert enqueue(client, url)["webhookUrl"] == url
 
@@ -244,13 +262,16 @@ def test_max_retries_in_range_is_kept(client, value):
     assert enqueue(client, maxRetries=value)["maxRetries"] == value
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("webhookAuth", "Bearer abc\u0000def"),
-    ("idempotencyKey", "key\u0000"),
-    ("webhookAuth", 123),
-    ("idempotencyKey", 123),
-    ("idempotencyKey", ["k"]),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("webhookAuth", "Bearer abc\u0000def"),
+        ("idempotencyKey", "key\u0000"),
+        ("webhookAuth", 123),
+        ("idempotencyKey", 123),
+        ("idempotencyKey", ["k"]),
+    ],
+)
 def test_bad_strings_are_refused(client, store, field, value):
     response = client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE, field: value})
     error = assert_error(response, 400, "validation_error")
@@ -258,16 +279,17 @@ def test_bad_strings_are_refused(client, store, field, value):
     assert task_count(store) == 0
 
 
-@pytest.mark.parametrize("auth", [
-    "Bearer abc\r\nX-Injected: yes",
-    "Bearer abc\ndef",
-    "\tBearer abc",
-    " Bearer abc",
-    "Bearer \u20ac",
-])
-def test_webhook_auth_that_cannot_be_a_header_is_refused_without_echoing_it(
-    client, store, auth
-):
+@pytest.mark.parametrize(
+    "auth",
+    [
+        "Bearer abc\r\nX-Injected: yes",
+        "Bearer abc\ndef",
+        "\tBearer abc",
+        " Bearer abc",
+        "Bearer \u20ac",
+    ],
+)
+def test_webhook_auth_that_cannot_be_a_header_is_refused_without_echoing_it(client, store, auth):
     response = client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE, "webhookAuth": auth})
     error = assert_error(response, 400, "validation_error")
     assert set(error["details"]) == {"webhookAuth"}
@@ -296,7 +318,7 @@ PAYLOADS = [
     {"nested": {"list": [1, 2.5, "three", None, True, False, {"deep": [[[]]]}]}},
     {"z": 1, "a": 2, "m": 3},  # key order is kept
     "héllo wörld ☃ 日本語 😀",
-    "a string with \"quotes\", \\backslashes\\ and\nnew lines\t",
+    'a string with "quotes", \\backslashes\\ and\nnew lines\t',
     "NUL inside \u0000 a string",
     2**64 + 1,
     -(2**70),
@@ -344,16 +366,29 @@ def test_payload_reaches_the_receiver_and_an_omitted_one_is_null(client, dispatc
 
 
 def test_idempotency_key_returns_the_first_task_whatever_the_new_body_says(client, store):
-    first = client.post("/api/v1/tasks", json={
-        "webhookUrl": NOWHERE, "payload": {"v": 1}, "idempotencyKey": "invoice-7",
-        "executeAt": FUTURE, "maxRetries": 2, "webhookAuth": "first",
-    })
+    first = client.post(
+        "/api/v1/tasks",
+        json={
+            "webhookUrl": NOWHERE,
+            "payload": {"v": 1},
+            "idempotencyKey": "invoice-7",
+            "executeAt": FUTURE,
+            "maxRetries": 2,
+            "webhookAuth": "first",
+        },
+    )
     assert first.status_code == 201
-    again = client.post("/api/v1/tasks", json={
-        "webhookUrl": "https://other.example.com/x", "payload": {"v": 2},
-        "idempotencyKey": "invoice-7", "executeAt": "2031-01-01T00:00:00Z", "maxRetries": 9,
-        "webhookAuth": "second",
-    })
+    again = client.post(
+        "/api/v1/tasks",
+        json={
+            "webhookUrl": "https://other.example.com/x",
+            "payload": {"v": 2},
+            "idempotencyKey": "invoice-7",
+            "executeAt": "2031-01-01T00:00:00Z",
+            "maxRetries": 9,
+            "webhookAuth": "second",
+        },
+    )
     assert again.status_code == 200
     assert again.get_json() == first.get_json()
     assert task_count(store) == 1
@@ -380,8 +415,9 @@ def test_different_idempotency_keys_create_different_tasks(client, store):
 def test_concurrent_enqueues_with_one_key_create_one_task(app, store):
     def post(i):
         # One test client per thread: a Flask test client is not meant to be shared.
-        response = app.test_client().post("/api/v1/tasks", json={
-            "webhookUrl": NOWHERE, "idempotencyKey": "race", "payload": i})
+        response = app.test_client().post(
+            "/api/v1/tasks", json={"webhookUrl": NOWHERE, "idempotencyKey": "race", "payload": i}
+        )
         return response.status_code, response.get_json()["id"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -402,11 +438,19 @@ def test_a_refused_repeat_of_a_key_is_still_refused(client, store):
 # -- documented but not built yet ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC Security: link-local targets are refused at "
-                   "enqueue (400); scheduler-core has no target policy yet")
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/",
-                                 "http://[fe80::1]/hook",
-                                 "http://[::ffff:169.254.169.254]/hook"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="SPEC Security: link-local targets are refused at "
+    "enqueue (400); scheduler-core has no target policy yet",
+)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/hook",
+        "http://[::ffff:169.254.169.254]/hook",
+    ],
+)
 def test_link_local_targets_are_refused_at_enqueue(client, store, url):
     response = client.post("/api/v1/tasks", json={"webhookUrl": url})
     assert_error(response, 400, "validation_error")

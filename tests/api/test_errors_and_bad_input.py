@@ -26,33 +26,38 @@ def body_of_size(size, url=NOWHERE):
 
 def app_with(store, clean_database, **settings_fields):
     settings = Settings(database_url=clean_database, load_entry_points=False, **settings_fields)
-    return create_app(settings, store=store, plugins=PluginManager(settings),
-                      test_config={"TESTING": True})
+    return create_app(
+        settings, store=store, plugins=PluginManager(settings), test_config={"TESTING": True}
+    )
 
 
 # -- routing errors ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/api/v1", "/api/v1/nothing", "/api/v2/tasks",
-                                  "/api/v1/tasks/a/b/c"])
+@pytest.mark.parametrize(
+    "path", ["/", "/nope", "/api/v1", "/api/v1/nothing", "/api/v2/tasks", "/api/v1/tasks/a/b/c"]
+)
 def test_unknown_route_is_404_json(client, path):
     assert_error(client.get(path), 404, "not_found")
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("PUT", "/api/v1/tasks"),
-    ("DELETE", "/api/v1/tasks"),
-    ("PATCH", "/api/v1/tasks"),
-    ("PUT", "/api/v1/tasks/some-id"),
-    ("PATCH", "/api/v1/tasks/some-id"),
-    ("POST", "/api/v1/tasks/some-id"),
-    ("GET", "/api/v1/tasks/some-id/retry"),
-    ("POST", "/api/v1/tasks/some-id/attempts"),
-    ("POST", "/api/v1/config"),
-    ("PUT", "/api/v1/config"),
-    ("DELETE", "/api/v1/config"),
-    ("POST", "/healthz"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/v1/tasks"),
+        ("DELETE", "/api/v1/tasks"),
+        ("PATCH", "/api/v1/tasks"),
+        ("PUT", "/api/v1/tasks/some-id"),
+        ("PATCH", "/api/v1/tasks/some-id"),
+        ("POST", "/api/v1/tasks/some-id"),
+        ("GET", "/api/v1/tasks/some-id/retry"),
+        ("POST", "/api/v1/tasks/some-id/attempts"),
+        ("POST", "/api/v1/config"),
+        ("PUT", "/api/v1/config"),
+        ("DELETE", "/api/v1/config"),
+        ("POST", "/healthz"),
+    ],
+)
 def test_wrong_method_is_405_json(client, store, method, path):
     response = client.open(path, method=method, json={"webhookUrl": NOWHERE})
     assert_error(response, 405, "method_not_allowed")
@@ -64,8 +69,9 @@ def test_wrong_method_is_405_json(client, store, method, path):
 
 
 def test_a_body_over_one_mib_is_413_and_stores_nothing(client, store):
-    response = client.post("/api/v1/tasks", data=body_of_size(MIB + 1),
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/tasks", data=body_of_size(MIB + 1), content_type="application/json"
+    )
     assert_error(response, 413, "payload_too_large")
     assert task_count(store) == 0
 
@@ -87,16 +93,22 @@ def test_an_oversized_array_is_413_and_stores_nothing(client, store):
 
 def post_chunked(client, body, path="/api/v1/tasks"):
     """A body without Content-Length, as a chunked request reaches the app under waitress."""
-    return client.post(path, input_stream=io.BytesIO(body),
-                       headers={"Transfer-Encoding": "chunked", "Content-Type": "text/plain"},
-                       environ_overrides={"wsgi.input_terminated": True})
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "text/plain"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
 
 
-@pytest.mark.parametrize("body", [
-    body_of_size(MIB + 1),
-    # Valid JSON up to the limit, then padding: must not be cut short and accepted.
-    json.dumps({"webhookUrl": NOWHERE}).encode() + b" " * MIB,
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        body_of_size(MIB + 1),
+        # Valid JSON up to the limit, then padding: must not be cut short and accepted.
+        json.dumps({"webhookUrl": NOWHERE}).encode() + b" " * MIB,
+    ],
+)
 def test_a_chunked_body_over_the_limit_is_413(client, store, body):
     assert_error(post_chunked(client, body), 413, "payload_too_large")
     assert task_count(store) == 0
@@ -122,25 +134,31 @@ def test_the_body_limit_is_a_setting(store, clean_database):
 # -- bodies that are not JSON, or not a task ----------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    b"",
-    b"   \n\t ",
-    b"{",
-    b'{"webhookUrl": "http://example.com/"',
-    b"{'webhookUrl': 'http://example.com/'}",
-    b'{"webhookUrl": "http://example.com/",}',
-    b'{"webhookUrl": "http://example.com/"} trailing',
-    b'{"webhookUrl": "http://example.com/"}{"webhookUrl": "http://example.com/"}',
-    b"webhookUrl=http%3A%2F%2Fexample.com%2F",
-    b"\xff\xfe{\x00}\x00",
-    b'{"webhookUrl": "http://example.com/", "payload": "\xe9t\xe9"}',  # latin-1, not UTF-8
-    b'{"webhookUrl": "http://example.com/", "payload": "\xed\xa0\x80"}',  # encoded surrogate
-    b"undefined",
-    b'{"webhookUrl": "http://example.com/", "payload": NaN}',
-    b'{"webhookUrl": "http://example.com/", "payload": 1e999}',
-    b'{"webhookUrl": "http://example.com/", "payload": "\\ud83d"}',
-    b'{"webhookUrl": "http://example.com/", "payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   \n\t ",
+        b"{",
+        b'{"webhookUrl": "http://example.com/"',
+        b"{'webhookUrl': 'http://example.com/'}",
+        b'{"webhookUrl": "http://example.com/",}',
+        b'{"webhookUrl": "http://example.com/"} trailing',
+        b'{"webhookUrl": "http://example.com/"}{"webhookUrl": "http://example.com/"}',
+        b"webhookUrl=http%3A%2F%2Fexample.com%2F",
+        b"\xff\xfe{\x00}\x00",
+        b'{"webhookUrl": "http://example.com/", "payload": "\xe9t\xe9"}',  # latin-1, not UTF-8
+        b'{"webhookUrl": "http://example.com/", "payload": "\xed\xa0\x80"}',  # encoded surrogate
+        b"undefined",
+        b'{"webhookUrl": "http://example.com/", "payload": NaN}',
+        b'{"webhookUrl": "http://example.com/", "payload": 1e999}',
+        b'{"webhookUrl": "http://example.com/", "payload": "\\ud83d"}',
+        b'{"webhookUrl": "http://example.com/", "payload": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}",
+    ],
+)
 def test_a_body_that_is_not_json_is_invalid_json(client, store, body):
     for content_type in ("application/json", "text/plain"):
         response = client.post("/api/v1/tasks", data=body, content_type=content_type)
@@ -156,9 +174,15 @@ def test_a_json_body_that_is_not_an_object_is_a_validation_error(client, store, 
 
 
 def test_validation_errors_name_every_bad_field(client, store):
-    response = client.post("/api/v1/tasks", json={
-        "webhookUrl": "ftp://x/", "executeAt": "soon", "maxRetries": -1, "typo": 1,
-    })
+    response = client.post(
+        "/api/v1/tasks",
+        json={
+            "webhookUrl": "ftp://x/",
+            "executeAt": "soon",
+            "maxRetries": -1,
+            "typo": 1,
+        },
+    )
     error = assert_error(response, 400, "validation_error")
     assert set(error["details"]) == {"webhookUrl", "executeAt", "maxRetries", "typo"}
     for messages in error["details"].values():
@@ -171,8 +195,9 @@ def test_a_refused_request_changes_nothing_already_stored(client, store):
     bad = [
         client.post("/api/v1/tasks", json=[{"webhookUrl": NOWHERE}, {"webhookUrl": "nope"}]),
         client.post("/api/v1/tasks", data=b"{"),
-        client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE, "idempotencyKey": "k",
-                                           "maxRetries": True}),
+        client.post(
+            "/api/v1/tasks", json={"webhookUrl": NOWHERE, "idempotencyKey": "k", "maxRetries": True}
+        ),
         client.patch("/api/v1/config", json={"selectSize": 0}),
         client.get("/api/v1/tasks?limit=0"),
     ]
@@ -192,13 +217,18 @@ class ExplodingStore:
     def __getattr__(self, name):
         def explode(*args, **kwargs):
             raise RuntimeError("password=db-internal-secret at /srv/secret/path.py line 3")
+
         return explode
 
 
 def test_an_unexpected_error_is_500_without_internals(clean_database, caplog):
     settings = Settings(database_url=clean_database, load_entry_points=False)
-    app = create_app(settings, store=ExplodingStore(), plugins=PluginManager(settings),
-                     test_config={"TESTING": True})
+    app = create_app(
+        settings,
+        store=ExplodingStore(),
+        plugins=PluginManager(settings),
+        test_config={"TESTING": True},
+    )
     client = app.test_client()
     with caplog.at_level(logging.ERROR):
         responses = [
@@ -216,12 +246,14 @@ def test_an_unexpected_error_is_500_without_internals(clean_database, caplog):
 
 
 def test_an_unreachable_database_is_503_unavailable(clean_database):
-    settings = Settings(database_url="postgresql://postgres@127.0.0.1:1/nowhere",
-                        load_entry_points=False)
+    settings = Settings(
+        database_url="postgresql://postgres@127.0.0.1:1/nowhere", load_entry_points=False
+    )
     store = PostgresStore(settings.database_url, pool_size=1)
     try:
-        client = create_app(settings, store=store, plugins=PluginManager(settings),
-                            test_config={"TESTING": True}).test_client()
+        client = create_app(
+            settings, store=store, plugins=PluginManager(settings), test_config={"TESTING": True}
+        ).test_client()
         for response in [
             client.get("/api/v1/tasks"),
             client.post("/api/v1/tasks", json={"webhookUrl": NOWHERE}),

@@ -16,19 +16,31 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 urls = st.one_of(
-    st.sampled_from([
-        "http://127.0.0.1:9/hook", "https://example.com/a?b=c", "ftp://example.com/",
-        "http://", "example.com", "http://[::1", "http://exa mple.com/", "HTTP://X/",
-    ]),
-    st.builds(lambda scheme, host, path: f"{scheme}://{host}/{path}",
-              st.sampled_from(["http", "https", "gopher", ""]),
-              st.text(max_size=12), st.text(max_size=12)),
+    st.sampled_from(
+        [
+            "http://127.0.0.1:9/hook",
+            "https://example.com/a?b=c",
+            "ftp://example.com/",
+            "http://",
+            "example.com",
+            "http://[::1",
+            "http://exa mple.com/",
+            "HTTP://X/",
+        ]
+    ),
+    st.builds(
+        lambda scheme, host, path: f"{scheme}://{host}/{path}",
+        st.sampled_from(["http", "https", "gopher", ""]),
+        st.text(max_size=12),
+        st.text(max_size=12),
+    ),
     st.text(max_size=30),
     json_values,
 )
@@ -43,8 +55,9 @@ field_values = {
     "webhookAuth": st.one_of(st.text(max_size=20), json_values),
     "executeAt": times,
     "payload": json_values,
-    "idempotencyKey": st.one_of(st.sampled_from(["k1", "k2", "k3"]), st.text(max_size=10),
-                                json_values),
+    "idempotencyKey": st.one_of(
+        st.sampled_from(["k1", "k2", "k3"]), st.text(max_size=10), json_values
+    ),
     "maxRetries": st.one_of(st.integers(min_value=-5, max_value=1005), json_values),
 }
 task_bodies = st.fixed_dictionaries(
@@ -54,8 +67,9 @@ valid_tasks = st.fixed_dictionaries(
     {"webhookUrl": st.sampled_from(["http://127.0.0.1:9/a", "https://example.com/b?c=d"])},
     optional={
         "webhookAuth": st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=20),
-        "executeAt": st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(8999, 1, 1),
-                                  timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+        "executeAt": st.datetimes(
+            min_value=datetime(1971, 1, 1), max_value=datetime(8999, 1, 1), timezones=st.just(UTC)
+        ).map(lambda d: d.isoformat()),
         "payload": json_values,
         "idempotencyKey": st.sampled_from(["k1", "k2", "k3"]),
         "maxRetries": st.integers(min_value=0, max_value=1000) | st.none(),
@@ -74,8 +88,13 @@ bodies = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(body=bodies)
 def test_random_bodies_never_crash_and_refusals_store_nothing(client, store, body):
     before = task_ids(store)

@@ -15,8 +15,9 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
 def unreachable_client():
     settings = Settings(database_url=UNREACHABLE, load_entry_points=False)
     store = PostgresStore(UNREACHABLE, pool_size=1)
-    app = create_app(settings, store=store, plugins=PluginManager(settings),
-                     test_config={"TESTING": True})
+    app = create_app(
+        settings, store=store, plugins=PluginManager(settings), test_config={"TESTING": True}
+    )
     yield app.test_client()
     store.close()
 
@@ -45,8 +46,9 @@ def test_healthz_does_not_need_the_database(unreachable_client):
     assert response.get_json() == {"status": "ok"}
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC REST API: GET /metrics in Prometheus text format; "
-                   "not implemented yet")
+@pytest.mark.xfail(
+    strict=True, reason="SPEC REST API: GET /metrics in Prometheus text format; not implemented yet"
+)
 def test_metrics_is_prometheus_text(client):
     response = client.get("/metrics")
     assert response.status_code == 200

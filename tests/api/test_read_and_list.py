@@ -18,8 +18,10 @@ from tests.api.helpers import (
 
 
 def enqueue_many(client, count, start=0):
-    body = [{"webhookUrl": NOWHERE, "executeAt": FUTURE, "payload": i}
-            for i in range(start, start + count)]
+    body = [
+        {"webhookUrl": NOWHERE, "executeAt": FUTURE, "payload": i}
+        for i in range(start, start + count)
+    ]
     response = client.post("/api/v1/tasks", json=body)
     assert response.status_code == 201
     return response.get_json()["tasks"]
@@ -59,10 +61,19 @@ def test_get_returns_the_task(client):
     assert fetched == created
 
 
-@pytest.mark.parametrize("task_id", [
-    "abc", str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000", "1", "null",
-    "' OR 1=1 --", "%00", "x" * 300,
-])
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "abc",
+        str(uuid.uuid4()),
+        "00000000-0000-0000-0000-000000000000",
+        "1",
+        "null",
+        "' OR 1=1 --",
+        "%00",
+        "x" * 300,
+    ],
+)
 def test_get_unknown_or_malformed_id_is_404(client, task_id):
     enqueue(client)
     assert_error(client.get(f"/api/v1/tasks/{task_id}"), 404, "not_found")
@@ -100,8 +111,14 @@ def test_attempts_record_each_delivery(client, dispatcher, receiver, fast_retrie
     assert response.status_code == 200
     failed, succeeded = response.get_json()["attempts"]
     for number, attempt in [(1, failed), (2, succeeded)]:
-        assert set(attempt) == {"attempt", "startedAt", "finishedAt", "durationMs",
-                                "statusCode", "error"}
+        assert set(attempt) == {
+            "attempt",
+            "startedAt",
+            "finishedAt",
+            "durationMs",
+            "statusCode",
+            "error",
+        }
         assert attempt["attempt"] == number
         assert parse_time(attempt["finishedAt"]) >= parse_time(attempt["startedAt"])
         assert isinstance(attempt["durationMs"], int) and attempt["durationMs"] >= 0
@@ -112,9 +129,7 @@ def test_attempts_record_each_delivery(client, dispatcher, receiver, fast_retrie
     assert parse_time(succeeded["startedAt"]) >= parse_time(failed["finishedAt"])
 
 
-def test_an_attempt_without_a_response_has_an_error_and_no_status(
-    client, dispatcher, fast_retries
-):
+def test_an_attempt_without_a_response_has_an_error_and_no_status(client, dispatcher, fast_retries):
     task = enqueue(client, "http://127.0.0.1:9/refused", maxRetries=0)
     dispatcher.tick()
     assert get_task(client, task["id"])["status"] == "stale"
@@ -200,19 +215,22 @@ def test_unknown_status_is_refused(client, status):
     assert "status" in error["details"]
 
 
-@pytest.mark.parametrize("cursor", [
-    "garbage",
-    "!!!!",
-    "abc",
-    cursor_of("v1:"),
-    cursor_of("v1:x"),
-    cursor_of("v1:-5"),
-    cursor_of("v2:5"),
-    cursor_of("5"),
-    cursor_of("v1:9223372036854775808"),  # just past a bigint
-    cursor_of("v1:9999999999999999999"),
-    cursor_of("v1:123456789012345678901234567890"),
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!!",
+        "abc",
+        cursor_of("v1:"),
+        cursor_of("v1:x"),
+        cursor_of("v1:-5"),
+        cursor_of("v2:5"),
+        cursor_of("5"),
+        cursor_of("v1:9223372036854775808"),  # just past a bigint
+        cursor_of("v1:9999999999999999999"),
+        cursor_of("v1:123456789012345678901234567890"),
+    ],
+)
 def test_malformed_cursor_is_refused(client, cursor):
     enqueue(client)
     error = assert_error(client.get(f"/api/v1/tasks?cursor={cursor}"), 400, "validation_error")

@@ -37,22 +37,37 @@ def test_webhook_auth_is_sent_but_never_returned_or_logged(
     receiver.behave("/fail", statuses=[500], body=b"nope")
     responses = []
 
-    created_ok = client.post("/api/v1/tasks", json={
-        "webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "idempotencyKey": "ok"})
-    created_fail = client.post("/api/v1/tasks", json={
-        "webhookUrl": receiver.url("/fail"), "webhookAuth": SECRET, "maxRetries": 1})
-    created_refused = client.post("/api/v1/tasks", json={
-        "webhookUrl": "http://127.0.0.1:9/refused", "webhookAuth": SECRET, "maxRetries": 0})
-    later = client.post("/api/v1/tasks", json={
-        "webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "executeAt": FUTURE})
-    batch = client.post("/api/v1/tasks", json=[
-        {"webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "executeAt": FUTURE}])
-    repeat = client.post("/api/v1/tasks", json={
-        "webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "idempotencyKey": "ok"})
-    refused = client.post("/api/v1/tasks", json={
-        "webhookUrl": "ftp://x/", "webhookAuth": SECRET, "maxRetries": "x"})
-    assert [r.status_code for r in (created_ok, created_fail, created_refused, later, batch,
-                                    repeat, refused)] == [201, 201, 201, 201, 201, 200, 400]
+    created_ok = client.post(
+        "/api/v1/tasks",
+        json={"webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "idempotencyKey": "ok"},
+    )
+    created_fail = client.post(
+        "/api/v1/tasks",
+        json={"webhookUrl": receiver.url("/fail"), "webhookAuth": SECRET, "maxRetries": 1},
+    )
+    created_refused = client.post(
+        "/api/v1/tasks",
+        json={"webhookUrl": "http://127.0.0.1:9/refused", "webhookAuth": SECRET, "maxRetries": 0},
+    )
+    later = client.post(
+        "/api/v1/tasks",
+        json={"webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "executeAt": FUTURE},
+    )
+    batch = client.post(
+        "/api/v1/tasks",
+        json=[{"webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "executeAt": FUTURE}],
+    )
+    repeat = client.post(
+        "/api/v1/tasks",
+        json={"webhookUrl": receiver.url("/ok"), "webhookAuth": SECRET, "idempotencyKey": "ok"},
+    )
+    refused = client.post(
+        "/api/v1/tasks", json={"webhookUrl": "ftp://x/", "webhookAuth": SECRET, "maxRetries": "x"}
+    )
+    assert [
+        r.status_code
+        for r in (created_ok, created_fail, created_refused, later, batch, repeat, refused)
+    ] == [201, 201, 201, 201, 201, 200, 400]
     responses += [created_ok, created_fail, created_refused, later, batch, repeat, refused]
 
     dispatcher.tick()  # /ok resolves, /fail fails once, the refused one goes stale

@@ -29,15 +29,21 @@ class SplitOutputProcess(SchedulerProcess):
     """
 
     def __init__(self, args: list[str], database_url: str, env: dict[str, str] | None = None):
-        full_env = {**os.environ, "SCHEDULER_DATABASE_URL": database_url,
-                    "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+        full_env = {
+            **os.environ,
+            "SCHEDULER_DATABASE_URL": database_url,
+            "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1",
+            **(env or {}),
+        }
         self.log_path = Path(tempfile.mkstemp(prefix="scheduler-", suffix=".stderr")[1])
         self.stdout_path = Path(tempfile.mkstemp(prefix="scheduler-", suffix=".stdout")[1])
         self._log = self.log_path.open("wb")
         self._stdout = self.stdout_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler_core.cli", *args],
-            stdout=self._stdout, stderr=self._log, env=full_env,
+            stdout=self._stdout,
+            stderr=self._log,
+            env=full_env,
         )
         self.base_url = None
 
@@ -56,23 +62,35 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[SchedulerProcess] = []
 
-    def spawn(self, args: list[str], database_url: str, env: dict[str, str] | None = None,
-              split_output: bool = False) -> SchedulerProcess:
+    def spawn(
+        self,
+        args: list[str],
+        database_url: str,
+        env: dict[str, str] | None = None,
+        split_output: bool = False,
+    ) -> SchedulerProcess:
         cls = SplitOutputProcess if split_output else SchedulerProcess
         process = cls(args, database_url, env)
         self.started.append(process)
         return process
 
-    def serve(self, database_url: str, *extra: str, env: dict[str, str] | None = None,
-              wait: bool = True, split_output: bool = False) -> SchedulerProcess:
+    def serve(
+        self,
+        database_url: str,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        split_output: bool = False,
+    ) -> SchedulerProcess:
         """`scheduler serve --port 0`, as tests.support.processes.start_server, never leaked."""
         process = self.spawn(["serve", "--port", "0", *extra], database_url, env, split_output)
         if wait:
             process.wait_listening(STARTUP_TIMEOUT)
         return process
 
-    def worker(self, database_url: str, *extra: str, env: dict[str, str] | None = None,
-               wait: bool = True) -> SchedulerProcess:
+    def worker(
+        self, database_url: str, *extra: str, env: dict[str, str] | None = None, wait: bool = True
+    ) -> SchedulerProcess:
         process = self.spawn(["worker", *extra], database_url, env)
         if wait:
             process.wait_for_log("worker running", STARTUP_TIMEOUT)
@@ -123,8 +141,15 @@ def db_config(database_url: str) -> dict[str, int]:
         " retry_backoff_ms, retry_backoff_max_ms, retention_hours FROM scheduler_config",
     )
     [row] = conn_rows
-    keys = ("base_interval_ms", "http_callback_timeout_ms", "select_size", "max_retries",
-            "retry_backoff_ms", "retry_backoff_max_ms", "retention_hours")
+    keys = (
+        "base_interval_ms",
+        "http_callback_timeout_ms",
+        "select_size",
+        "max_retries",
+        "retry_backoff_ms",
+        "retry_backoff_max_ms",
+        "retention_hours",
+    )
     return dict(zip(keys, row, strict=True))
 
 

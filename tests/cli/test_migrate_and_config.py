@@ -59,11 +59,19 @@ def test_migrate_creates_the_schema_on_an_empty_database_then_does_nothing(
 def test_migrate_processes_started_at_once_apply_each_migration_once(
     empty_database_url: str,
 ) -> None:
-    env = {**os.environ, "SCHEDULER_DATABASE_URL": empty_database_url,
-           "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env = {
+        **os.environ,
+        "SCHEDULER_DATABASE_URL": empty_database_url,
+        "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
     started = [
-        subprocess.Popen([sys.executable, "-m", "scheduler_core.cli", "migrate"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "scheduler_core.cli", "migrate"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(5)
     ]
     try:
@@ -77,8 +85,9 @@ def test_migrate_processes_started_at_once_apply_each_migration_once(
     for code, stdout, stderr in results:
         assert code == 0, stderr
         assert stdout.strip() == "schema is up to date"
-    applied_logs = sum(stderr.count("applied migration 0001_initial.sql")
-                       for _, _, stderr in results)
+    applied_logs = sum(
+        stderr.count("applied migration 0001_initial.sql") for _, _, stderr in results
+    )
     assert applied_logs == 1
     assert applied_versions(empty_database_url) == all_versions()
     assert query(empty_database_url, "SELECT count(*) FROM scheduler_config") == [(1,)]
@@ -132,18 +141,36 @@ def test_config_set_changes_what_show_and_the_api_report(
         (["select_size=0"], "select_size", "Must be between 1 and 10000"),
         (["max_retries=-1"], "max_retries", "Must be between 0 and 1000"),
         (["base_interval_ms=3600001"], "base_interval_ms", "Must be between 10 and 3600000"),
-        (["retry_backoff_max_ms=999"], "retry_backoff_max_ms",
-         "Must be at least retry_backoff_ms (1000)"),
-        (["retry_backoff_ms=5000", "retry_backoff_max_ms=4000"], "retry_backoff_max_ms",
-         "Must be at least retry_backoff_ms (5000)"),
+        (
+            ["retry_backoff_max_ms=999"],
+            "retry_backoff_max_ms",
+            "Must be at least retry_backoff_ms (1000)",
+        ),
+        (
+            ["retry_backoff_ms=5000", "retry_backoff_max_ms=4000"],
+            "retry_backoff_max_ms",
+            "Must be at least retry_backoff_ms (5000)",
+        ),
         (["select_size"], "select_size", "is not KEY=VALUE"),
         # One bad value refuses the whole command, the good one included.
         (["base_interval_ms=500", "select_size=0"], "select_size", "Must be between"),
         (["base_interval_ms=500", "select_size"], "select_size", "is not KEY=VALUE"),
     ],
-    ids=["unknown-key", "word", "fraction", "null", "empty", "below-min", "negative",
-         "above-max", "max-below-backoff", "both-set-inverted", "missing-equals",
-         "one-bad-of-two", "one-malformed-of-two"],
+    ids=[
+        "unknown-key",
+        "word",
+        "fraction",
+        "null",
+        "empty",
+        "below-min",
+        "negative",
+        "above-max",
+        "max-below-backoff",
+        "both-set-inverted",
+        "missing-equals",
+        "one-bad-of-two",
+        "one-malformed-of-two",
+    ],
 )
 def test_config_set_refuses_a_bad_value_names_the_key_and_changes_nothing(
     clean_database: str, assignments: list[str], key: str, reason: str
@@ -163,15 +190,26 @@ def test_config_set_refuses_a_bad_value_names_the_key_and_changes_nothing(
 
 @pytest.mark.parametrize(
     "args",
-    [["migrate"], ["config", "show"], ["config", "show", "--json"],
-     ["config", "set", "select_size=7"], ["plugins"], ["plugins", "--json"]],
+    [
+        ["migrate"],
+        ["config", "show"],
+        ["config", "show", "--json"],
+        ["config", "set", "select_size=7"],
+        ["plugins"],
+        ["plugins", "--json"],
+    ],
     ids=lambda args: " ".join(args),
 )
 def test_database_url_option_is_accepted_and_wins_over_the_environment(
     clean_database: str, args: list[str]
 ) -> None:
-    result = run_cli(None, *args, "--database-url", clean_database,
-                     env={"SCHEDULER_DATABASE_URL": UNREACHABLE_URL})
+    result = run_cli(
+        None,
+        *args,
+        "--database-url",
+        clean_database,
+        env={"SCHEDULER_DATABASE_URL": UNREACHABLE_URL},
+    )
 
     assert result.returncode == 0, result.stderr
 
@@ -188,8 +226,13 @@ def test_serve_and_worker_accept_the_database_url_option(
 
 @pytest.mark.parametrize(
     "args",
-    [["migrate"], ["config", "show"], ["config", "set", "select_size=5"], ["worker"],
-     ["serve", "--port", "0"]],
+    [
+        ["migrate"],
+        ["config", "show"],
+        ["config", "set", "select_size=5"],
+        ["worker"],
+        ["serve", "--port", "0"],
+    ],
     ids=lambda args: args[0] if args[0] != "config" else " ".join(args[:2]),
 )
 def test_an_unreachable_database_gives_a_one_line_error_and_a_failing_exit(

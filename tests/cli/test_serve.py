@@ -37,8 +37,9 @@ SCHEMA_TABLES = {
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \S+: ")
 
 
-def test_serve_migrates_an_empty_database_and_serves(processes: Processes,
-                                                     empty_database_url: str) -> None:
+def test_serve_migrates_an_empty_database_and_serves(
+    processes: Processes, empty_database_url: str
+) -> None:
     assert table_names(empty_database_url) == set()
 
     server = processes.serve(empty_database_url)
@@ -56,8 +57,12 @@ def test_a_task_enqueued_over_http_is_delivered_to_the_receiver(
 ) -> None:
     server = processes.serve(clean_database)
 
-    response = api(server, "POST", "/api/v1/tasks",
-                   json={"webhookUrl": receiver.url("/served"), "payload": {"order": 42}})
+    response = api(
+        server,
+        "POST",
+        "/api/v1/tasks",
+        json={"webhookUrl": receiver.url("/served"), "payload": {"order": 42}},
+    )
 
     assert response.status_code == 201, response.text
     task = response.json()
@@ -68,9 +73,12 @@ def test_a_task_enqueued_over_http_is_delivered_to_the_receiver(
     assert call.json()["taskId"] == task["id"]
     assert call.json()["payload"] == {"order": 42}
     resolved = wait_until(
-        lambda: (t := api(server, "GET", f"/api/v1/tasks/{task['id']}").json())["status"]
-        == "resolved" and t,
-        timeout=30, message="for the task to be resolved",
+        lambda: (
+            (t := api(server, "GET", f"/api/v1/tasks/{task['id']}").json())["status"] == "resolved"
+            and t
+        ),
+        timeout=30,
+        message="for the task to be resolved",
     )
     assert resolved["attempts"] == 1
     assert resolved["lastStatusCode"] == 200
@@ -89,8 +97,9 @@ def test_no_dispatcher_serves_the_api_but_delivers_nothing(
         current = api(server, "GET", f"/api/v1/tasks/{task['id']}").json()
         return not receiver.calls() and current["status"] == "pending" and current["attempts"] == 0
 
-    assert_stays(still_waiting, seconds=2.0,
-                 message="a server started with --no-dispatcher delivered a task")
+    assert_stays(
+        still_waiting, seconds=2.0, message="a server started with --no-dispatcher delivered a task"
+    )
     assert "dispatcher started" not in server.output
     assert f"task={task['id']} attempt=" not in server.output
 
@@ -135,12 +144,14 @@ def _one_delivery_in_flight(
 
     select_size=1 makes every tick claim a single task, so exactly one is in flight.
     """
-    set_db_config(database_url, select_size=1, base_interval_ms=100,
-                  http_callback_timeout_ms=30_000)
+    set_db_config(
+        database_url, select_size=1, base_interval_ms=100, http_callback_timeout_ms=30_000
+    )
     receiver.behave("/slow", **behaviour)
     server = processes.serve(database_url)
-    tasks = enqueue(server, *({"webhookUrl": receiver.url("/slow"), "payload": n}
-                              for n in range(3)))
+    tasks = enqueue(
+        server, *({"webhookUrl": receiver.url("/slow"), "payload": n} for n in range(3))
+    )
     ids = [t["id"] for t in tasks]
     [first] = receiver.wait_for(1, "/slow", timeout=30)
     assert first.header("X-Scheduler-Task-Id") == ids[0]
@@ -163,7 +174,8 @@ def test_a_stop_signal_lets_the_delivery_in_flight_finish_and_claims_nothing_mor
     assert len(receiver.calls("/slow")) == 1
     [(duration_ms, status_code)] = query(
         clean_database,
-        "SELECT duration_ms, status_code FROM scheduler_attempts WHERE task_id = %s", (ids[0],),
+        "SELECT duration_ms, status_code FROM scheduler_attempts WHERE task_id = %s",
+        (ids[0],),
     )
     assert status_code == 200
     assert duration_ms >= 1900  # the whole 2 s answer was waited for, not cut short
@@ -206,8 +218,9 @@ def test_sigterm_stops_a_server_that_is_busy_reading_requests(
         answered = [0]
         stop = threading.Event()
 
-        def hammer(url: str = url, answered: list[int] = answered,
-                   stop: threading.Event = stop) -> None:
+        def hammer(
+            url: str = url, answered: list[int] = answered, stop: threading.Event = stop
+        ) -> None:
             with requests.Session() as session:
                 while not stop.is_set():
                     try:
@@ -220,8 +233,11 @@ def test_sigterm_stops_a_server_that_is_busy_reading_requests(
         for thread in threads:
             thread.start()
         try:
-            wait_until(lambda answered=answered: answered[0] >= 100, timeout=60,
-                       message="for the server to be busy")
+            wait_until(
+                lambda answered=answered: answered[0] >= 100,
+                timeout=60,
+                message="for the server to be busy",
+            )
             server.signal(signal.SIGTERM)
             assert server.wait_exit(timeout=30) == 0
         finally:
@@ -243,14 +259,24 @@ def test_logs_go_to_stderr_name_the_task_and_never_show_the_webhook_auth_secret(
     receiver.behave("/flaky", statuses=[500, 200], body=b"try again")
     server = processes.serve(clean_database, split_output=True)
 
-    refused = api(server, "POST", "/api/v1/tasks",
-                  json={"webhookUrl": receiver.url("/flaky"), "webhookAuth": secret,
-                        "executeAt": "not a time"})
+    refused = api(
+        server,
+        "POST",
+        "/api/v1/tasks",
+        json={
+            "webhookUrl": receiver.url("/flaky"),
+            "webhookAuth": secret,
+            "executeAt": "not a time",
+        },
+    )
     assert refused.status_code == 400
     [task] = enqueue(server, {"webhookUrl": receiver.url("/flaky"), "webhookAuth": secret})
     calls = receiver.wait_for(2, "/flaky", timeout=30)
-    wait_until(lambda: db_tasks(clean_database)[task["id"]]["status"] == "resolved", 30,
-               message="for the retried task to resolve")
+    wait_until(
+        lambda: db_tasks(clean_database)[task["id"]]["status"] == "resolved",
+        30,
+        message="for the retried task to resolve",
+    )
     server.signal(signal.SIGTERM)
     assert server.wait_exit(timeout=60) == 0
 

@@ -22,9 +22,7 @@ def _paths(receiver) -> list[str]:
     return [call.path for call in receiver.calls()]
 
 
-def test_never_failed_tasks_go_before_failed_ones_due_earlier(
-    client, dispatcher, receiver, store
-):
+def test_never_failed_tasks_go_before_failed_ones_due_earlier(client, dispatcher, receiver, store):
     set_config(store, select_size=1, retry_backoff_ms=0)
     receiver.behave("/failed", statuses=[500, 200])
     failed = enqueue(client, receiver.url("/failed"))
@@ -46,8 +44,9 @@ def test_never_failed_tasks_go_before_failed_ones_due_earlier(
     assert task(client, failed["id"])["status"] == "resolved"
 
 
-def test_failed_tasks_go_in_order_of_next_attempt(client, dispatcher, receiver, store,
-                                                  clean_database):
+def test_failed_tasks_go_in_order_of_next_attempt(
+    client, dispatcher, receiver, store, clean_database
+):
     set_config(store, select_size=1, retry_backoff_ms=0)
     now = _db_now(clean_database)
     receiver.behave("/x", statuses=[500, 200])
@@ -64,8 +63,7 @@ def test_failed_tasks_go_in_order_of_next_attempt(client, dispatcher, receiver, 
     assert task(client, x["id"])["status"] == task(client, y["id"])["status"] == "resolved"
 
 
-def test_due_tasks_go_in_order_of_execute_at(client, dispatcher, receiver, store,
-                                             clean_database):
+def test_due_tasks_go_in_order_of_execute_at(client, dispatcher, receiver, store, clean_database):
     set_config(store, select_size=1)
     now = _db_now(clean_database)
     for path, seconds_ago in [("/ten", 10), ("/thirty", 30), ("/twenty", 20), ("/now", 0)]:
@@ -81,8 +79,9 @@ def test_tasks_due_at_the_same_time_go_first_in_first_out(
     set_config(store, select_size=1)
     when = _iso(_db_now(clean_database) - timedelta(seconds=1))
     paths = [f"/fifo{i}" for i in range(6)]
-    created = enqueue_many(client, [{"webhookUrl": receiver.url(p), "executeAt": when}
-                                    for p in paths])
+    created = enqueue_many(
+        client, [{"webhookUrl": receiver.url(p), "executeAt": when} for p in paths]
+    )
     assert len({t["executeAt"] for t in created}) == 1
     for _ in paths:
         dispatcher.tick()

@@ -13,9 +13,12 @@ from tests.support.waiting import wait_until
 
 
 def _expire_lease(database_url: str, task_id: str) -> None:
-    sql(database_url,
+    sql(
+        database_url,
         "UPDATE scheduler_tasks SET lease_expires_at = now() - interval '1 second'"
-        " WHERE id = %s AND status = 'running'", (task_id,))
+        " WHERE id = %s AND status = 'running'",
+        (task_id,),
+    )
 
 
 def test_a_delivering_task_is_running_under_a_lease_of_timeout_plus_5s(
@@ -33,7 +36,9 @@ def test_a_delivering_task_is_running_under_a_lease_of_timeout_plus_5s(
             "SELECT status,"
             " extract(epoch FROM lease_expires_at - updated_at) * 1000,"
             " extract(epoch FROM lease_expires_at - now()) * 1000"
-            " FROM scheduler_tasks WHERE id = %s", (created["id"],))
+            " FROM scheduler_tasks WHERE id = %s",
+            (created["id"],),
+        )
         assert status == "running"
         assert float(lease_ms) == 7000
         assert 5000 < float(remaining_ms) <= 7000
@@ -44,9 +49,11 @@ def test_a_delivering_task_is_running_under_a_lease_of_timeout_plus_5s(
         assert client.delete(f"/api/v1/tasks/{created['id']}").status_code == 409
     finally:
         ticking.join(10)
-    [(status, lease)] = sql(clean_database,
-                            "SELECT status, lease_expires_at FROM scheduler_tasks WHERE id = %s",
-                            (created["id"],))
+    [(status, lease)] = sql(
+        clean_database,
+        "SELECT status, lease_expires_at FROM scheduler_tasks WHERE id = %s",
+        (created["id"],),
+    )
     assert (status, lease) == ("resolved", None)
 
 
@@ -74,8 +81,7 @@ def test_a_leased_task_is_not_claimed_by_another_dispatcher(
 
 
 def test_concurrent_claims_never_share_a_task(store, settings):
-    created = store.enqueue([NewTask(webhook_url=f"http://127.0.0.1:9/{i}")
-                             for i in range(200)])
+    created = store.enqueue([NewTask(webhook_url=f"http://127.0.0.1:9/{i}") for i in range(200)])
     all_ids = {t.id for t, _ in created}
     stores = [PostgresStore(settings.database_url, pool_size=1) for _ in range(2)]
     claimed: list[list[str]] = [[], []]

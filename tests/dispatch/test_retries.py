@@ -29,9 +29,7 @@ def _retry_delay_ms(client, task_id: str) -> float:
     return ms_between(last["finishedAt"], current["nextAttemptAt"])
 
 
-def test_a_task_that_always_fails_goes_stale_after_max_retries(
-    client, dispatcher, receiver, store
-):
+def test_a_task_that_always_fails_goes_stale_after_max_retries(client, dispatcher, receiver, store):
     set_config(store, retry_backoff_ms=0)
     receiver.behave("/down", statuses=[500])
     created = enqueue(client, receiver.url("/down"), maxRetries=2)
@@ -131,8 +129,11 @@ def test_a_failed_task_is_not_claimed_before_its_next_attempt(
     assert task(client, created["id"])["attempts"] == 1
 
     # Bring the retry forward in the database: now it is due and goes out.
-    sql(clean_database, "UPDATE scheduler_tasks SET next_attempt_at = now() WHERE id = %s",
-        (created["id"],))
+    sql(
+        clean_database,
+        "UPDATE scheduler_tasks SET next_attempt_at = now() WHERE id = %s",
+        (created["id"],),
+    )
     dispatcher.tick()
     assert len(receiver.calls("/down")) == 2
     assert task(client, created["id"])["status"] == "resolved"
@@ -179,9 +180,7 @@ def test_retry_after_on_500_is_ignored(client, dispatcher, receiver, store):
     assert 295 <= _retry_delay_ms(client, created["id"]) <= 350
 
 
-def test_success_after_failures_resolves_and_clears_the_error(
-    client, dispatcher, receiver, store
-):
+def test_success_after_failures_resolves_and_clears_the_error(client, dispatcher, receiver, store):
     set_config(store, retry_backoff_ms=0)
     receiver.behave("/flaky", statuses=[500, 502, 200])
     created = enqueue(client, receiver.url("/flaky"))

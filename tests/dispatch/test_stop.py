@@ -20,9 +20,7 @@ def _assert_claims_nothing(client, receiver, path: str) -> None:
         assert (after["status"], after["attempts"]) == ("pending", 0)
 
 
-def test_stop_waits_for_the_delivery_in_flight_and_records_it(
-    client, dispatcher, receiver, store
-):
+def test_stop_waits_for_the_delivery_in_flight_and_records_it(client, dispatcher, receiver, store):
     set_config(store, base_interval_ms=50)
     receiver.behave("/slow", delay=1.0)
     created = enqueue(client, receiver.url("/slow"))
@@ -39,9 +37,7 @@ def test_stop_waits_for_the_delivery_in_flight_and_records_it(
     _assert_claims_nothing(client, receiver, "/after-stop")
 
 
-def test_request_stop_lets_the_tick_finish_then_claims_nothing(
-    client, dispatcher, receiver, store
-):
+def test_request_stop_lets_the_tick_finish_then_claims_nothing(client, dispatcher, receiver, store):
     set_config(store, base_interval_ms=50)
     receiver.behave("/slow", delay=1.0)
     created = enqueue(client, receiver.url("/slow"))

@@ -42,8 +42,13 @@ def test_callback_carries_the_spec_headers_and_body_on_every_attempt(
     execute_at = (datetime.now(UTC) - timedelta(seconds=5)).replace(microsecond=250000)
     auth = "Bearer abc.DEF-123_~+/= x"
     payload = {"order": 42, "items": ["a", "b"], "note": "café"}
-    created = enqueue(client, receiver.url("/cb"), webhookAuth=auth, payload=payload,
-                      executeAt=execute_at.isoformat().replace("+00:00", "Z"))
+    created = enqueue(
+        client,
+        receiver.url("/cb"),
+        webhookAuth=auth,
+        payload=payload,
+        executeAt=execute_at.isoformat().replace("+00:00", "Z"),
+    )
 
     dispatcher.tick()
     dispatcher.tick()
@@ -90,15 +95,13 @@ def test_webhook_auth_is_sent_verbatim_even_when_the_url_has_credentials(
     [
         {"zeta": 1, "alpha": [1, 2.5, "é", None, {"nested": True}], "mid": 12345678901234567890},
         [3, 2, 1],
-        "just a string with \"quotes\" and \\ and \u2603",
+        'just a string with "quotes" and \\ and \u2603',
         0.1,
         False,
     ],
     ids=["object", "array", "string", "float", "false"],
 )
-def test_payload_reaches_the_receiver_byte_for_byte_as_stored(
-    dispatcher, receiver, store, payload
-):
+def test_payload_reaches_the_receiver_byte_for_byte_as_stored(dispatcher, receiver, store, payload):
     [(created, _)] = store.enqueue([NewTask(webhook_url=receiver.url("/p"), payload=payload)])
     dispatcher.tick()
     [call] = receiver.wait_for(1, "/p")
@@ -110,8 +113,9 @@ def test_payload_reaches_the_receiver_byte_for_byte_as_stored(
 def test_payload_key_order_survives_the_api(client, dispatcher, receiver):
     # jsonb would reorder these keys (shortest first); the receiver must see them as sent.
     raw = '{"webhookUrl": "%s", "payload": {"zeta": 1, "alpha": {"b": 2, "a": 1}, "mid": []}}'
-    response = client.post("/api/v1/tasks", data=raw % receiver.url("/order"),
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/tasks", data=raw % receiver.url("/order"), content_type="application/json"
+    )
     assert response.status_code == 201
     dispatcher.tick()
     [call] = receiver.wait_for(1, "/order")
@@ -340,7 +344,12 @@ def test_parse_retry_after_defaults_to_the_current_time():
 def test_backoff_doubles_per_retry_up_to_the_cap():
     config = RuntimeConfig(retry_backoff_ms=1000, retry_backoff_max_ms=10_000)
     assert [backoff_ms(n, config) for n in range(1, 7)] == [
-        1000, 2000, 4000, 8000, 10_000, 10_000,
+        1000,
+        2000,
+        4000,
+        8000,
+        10_000,
+        10_000,
     ]
     assert backoff_ms(0, config) == 1000
     assert backoff_ms(10**6, config) == 10_000
@@ -348,9 +357,16 @@ def test_backoff_doubles_per_retry_up_to_the_cap():
 
 
 def _claimed(attempts_in_budget: int) -> ClaimedTask:
-    return ClaimedTask(id="t", webhook_url="http://x/", webhook_auth=None,
-                       execute_at=NOW, payload_json="null", attempt=attempts_in_budget,
-                       attempts_in_budget=attempts_in_budget, max_retries=None)
+    return ClaimedTask(
+        id="t",
+        webhook_url="http://x/",
+        webhook_auth=None,
+        execute_at=NOW,
+        payload_json="null",
+        attempt=attempts_in_budget,
+        attempts_in_budget=attempts_in_budget,
+        max_retries=None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -366,15 +382,14 @@ def _claimed(attempts_in_budget: int) -> ClaimedTask:
 )
 def test_default_retry_policy(status, retry_after_ms, expected_ms):
     config = RuntimeConfig(retry_backoff_ms=1000, retry_backoff_max_ms=60_000)
-    outcome = DeliveryOutcome(ok=False, status_code=status, error="x",
-                              retry_after_ms=retry_after_ms)
+    outcome = DeliveryOutcome(
+        ok=False, status_code=status, error="x", retry_after_ms=retry_after_ms
+    )
     decision = scheduler_retry_decision(task=_claimed(3), outcome=outcome, config=config)
     assert decision == RetryDecision(retry_in_ms=expected_ms)
 
 
-def test_a_retry_after_header_in_odd_digits_still_fails_cleanly(
-    client, dispatcher, receiver
-):
+def test_a_retry_after_header_in_odd_digits_still_fails_cleanly(client, dispatcher, receiver):
     # "²" is a digit to str.isdigit() but not to int(); it must not break the delivery.
     receiver.behave("/odd", statuses=[503], headers={"Retry-After": "\u00b2"})
     created = enqueue(client, receiver.url("/odd"))

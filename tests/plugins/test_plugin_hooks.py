@@ -133,8 +133,13 @@ def test_a_delivery_plugin_claims_its_own_scheme(client, dispatcher, receiver, s
     set_config(store, http_callback_timeout_ms=3000)
     scheme = TestScheme()
     plugins.register(scheme)
-    created = enqueue(client, "test://x/queue", webhookAuth="secret",
-                      payload={"n": 1}, executeAt="2020-01-01T00:00:00Z")
+    created = enqueue(
+        client,
+        "test://x/queue",
+        webhookAuth="secret",
+        payload={"n": 1},
+        executeAt="2020-01-01T00:00:00Z",
+    )
     web = enqueue(client, receiver.url("/web"))
 
     before = time.monotonic()
@@ -155,12 +160,13 @@ def test_a_delivery_plugin_claims_its_own_scheme(client, dispatcher, receiver, s
     assert task(client, web["id"])["status"] == "resolved"
 
 
-def test_a_delivery_plugins_failure_is_a_failed_attempt(
-    client, dispatcher, store, plugins
-):
+def test_a_delivery_plugins_failure_is_a_failed_attempt(client, dispatcher, store, plugins):
     set_config(store, retry_backoff_ms=0)
-    scheme = TestScheme(lambda task: DeliveryOutcome(
-        ok=task.attempt > 1, error=None if task.attempt > 1 else "queue full", duration_ms=3))
+    scheme = TestScheme(
+        lambda task: DeliveryOutcome(
+            ok=task.attempt > 1, error=None if task.attempt > 1 else "queue full", duration_ms=3
+        )
+    )
     plugins.register(scheme)
     created = enqueue(client, "test://x/queue")
     dispatcher.tick()

@@ -31,13 +31,13 @@ def scheduler_authorize(request, settings):
 '''
 
 SPEC_NAMES = sorted(
-    name for name, value in vars(hookspecs).items()
+    name
+    for name, value in vars(hookspecs).items()
     if name.startswith("scheduler_") and hasattr(value, "scheduler_core_spec")
 )
 # Hooks whose first non-None answer decides: an installed plugin must be able to take over.
 DECISION_HOOKS = [
-    name for name in SPEC_NAMES
-    if getattr(hookspecs, name).scheduler_core_spec.get("firstresult")
+    name for name in SPEC_NAMES if getattr(hookspecs, name).scheduler_core_spec.get("firstresult")
 ]
 
 
@@ -143,8 +143,9 @@ def test_load_entry_points_false_skips_installed_plugins(installed_plugin: Path)
     assert authorize(plugins) is True
 
 
-@pytest.mark.parametrize(("value", "loaded"), [("1", False), ("true", False), ("0", True),
-                                              ("", True), (None, True)])
+@pytest.mark.parametrize(
+    ("value", "loaded"), [("1", False), ("true", False), ("0", True), ("", True), (None, True)]
+)
 def test_scheduler_disable_plugin_autoload_decides_whether_entry_points_load(
     installed_plugin: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, loaded: bool
 ) -> None:
@@ -162,8 +163,9 @@ def test_an_installed_plugin_takes_over_from_the_builtin_in_the_api(
     installed_plugin: Path, store: PostgresStore, settings: Settings
 ) -> None:
     with_plugin = Settings(database_url=settings.database_url, load_entry_points=True)
-    app = create_app(with_plugin, store=store, plugins=PluginManager(with_plugin),
-                     test_config={"TESTING": True})
+    app = create_app(
+        with_plugin, store=store, plugins=PluginManager(with_plugin), test_config={"TESTING": True}
+    )
     client = app.test_client()
 
     listed = client.get("/api/v1/tasks")
@@ -176,8 +178,9 @@ def test_an_installed_plugin_takes_over_from_the_builtin_in_the_api(
     # Health endpoints are outside /api/v1 and stay open.
     assert client.get("/healthz").status_code == 200
 
-    without = create_app(settings, store=store, plugins=PluginManager(settings),
-                         test_config={"TESTING": True})
+    without = create_app(
+        settings, store=store, plugins=PluginManager(settings), test_config={"TESTING": True}
+    )
     assert without.test_client().get("/api/v1/tasks").status_code == 200
 
 
@@ -199,10 +202,17 @@ def test_scheduler_plugins_lists_an_installed_plugin_with_its_distribution(
 
 
 def test_there_are_hook_specs_to_check() -> None:
-    assert set(SPEC_NAMES) >= {"scheduler_deliver", "scheduler_delivery_schemes",
-                               "scheduler_authorize", "scheduler_retry_decision"}
-    assert set(DECISION_HOOKS) >= {"scheduler_deliver", "scheduler_authorize",
-                                   "scheduler_retry_decision"}
+    assert set(SPEC_NAMES) >= {
+        "scheduler_deliver",
+        "scheduler_delivery_schemes",
+        "scheduler_authorize",
+        "scheduler_retry_decision",
+    }
+    assert set(DECISION_HOOKS) >= {
+        "scheduler_deliver",
+        "scheduler_authorize",
+        "scheduler_retry_decision",
+    }
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)
@@ -217,8 +227,7 @@ def test_every_hook_is_documented_with_what_its_return_value_means(name: str) ->
 def test_every_hook_is_implemented_by_a_builtin_plugin(name: str) -> None:
     plugins = PluginManager(Settings(load_entry_points=False))
 
-    implementing = [row["name"] for row in plugins.describe()
-                    if name in row["hooks"]]  # type: ignore[operator]
+    implementing = [row["name"] for row in plugins.describe() if name in row["hooks"]]  # type: ignore[operator]
 
     assert implementing, f"no built-in plugin implements {name}"
 

@@ -70,8 +70,9 @@ def test_the_installed_package_finds_the_same_migrations_as_the_repo_folder() ->
 
 
 def test_every_dialect_folder_loads() -> None:
-    dialects = sorted(p.name for p in REPO_MIGRATIONS.iterdir()
-                      if p.is_dir() and p.name != "__pycache__")
+    dialects = sorted(
+        p.name for p in REPO_MIGRATIONS.iterdir() if p.is_dir() and p.name != "__pycache__"
+    )
 
     assert dialects == DIALECTS
     for dialect in dialects:
@@ -127,19 +128,20 @@ def test_store_migrate_gives_the_expected_schema_and_records_each_migration(
 
     assert applied == [m.name for m in load_migrations("postgresql")]
     assert describe_schema(empty_database_url) == expected_schema()
-    assert query(empty_database_url,
-                 "SELECT version, name FROM scheduler_schema_migrations ORDER BY version") == [
-        (m.version, m.name) for m in load_migrations("postgresql")
-    ]
+    assert query(
+        empty_database_url, "SELECT version, name FROM scheduler_schema_migrations ORDER BY version"
+    ) == [(m.version, m.name) for m in load_migrations("postgresql")]
 
 
 def test_migrating_twice_changes_nothing_and_keeps_the_configuration(
     migrated_database_url: str,
 ) -> None:
     query(migrated_database_url, "UPDATE scheduler_config SET select_size = 7")
-    query(migrated_database_url,
-          "INSERT INTO scheduler_tasks (webhook_url, execute_at, next_attempt_at)"
-          " VALUES ('http://127.0.0.1/x', now(), now())")
+    query(
+        migrated_database_url,
+        "INSERT INTO scheduler_tasks (webhook_url, execute_at, next_attempt_at)"
+        " VALUES ('http://127.0.0.1/x', now(), now())",
+    )
     before = describe_schema(migrated_database_url)
 
     assert migrate(migrated_database_url) == []
@@ -147,8 +149,7 @@ def test_migrating_twice_changes_nothing_and_keeps_the_configuration(
     assert describe_schema(migrated_database_url) == before
     assert query(migrated_database_url, "SELECT select_size FROM scheduler_config") == [(7,)]
     assert query(migrated_database_url, "SELECT count(*) FROM scheduler_tasks") == [(1,)]
-    assert query(migrated_database_url,
-                 "SELECT count(*) FROM scheduler_schema_migrations") == [
+    assert query(migrated_database_url, "SELECT count(*) FROM scheduler_schema_migrations") == [
         (len(load_migrations("postgresql")),)
     ]
 
@@ -157,8 +158,12 @@ def test_the_expected_schema_file_is_valid_json_sorted_by_table() -> None:
     # Kept readable for review: one entry per table, the same tables as the replay.
     expected = expected_schema()
     assert list(expected) == sorted(expected)
-    assert set(expected) == {"scheduler_attempts", "scheduler_config",
-                             "scheduler_schema_migrations", "scheduler_tasks"}
+    assert set(expected) == {
+        "scheduler_attempts",
+        "scheduler_config",
+        "scheduler_schema_migrations",
+        "scheduler_tasks",
+    }
     json.dumps(expected)
 
 
@@ -209,9 +214,7 @@ def _update(cur: Any, columns: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize("key", list(BOUNDS))
-def test_config_check_constraints_match_the_documented_bounds(
-    config_cursor: Any, key: str
-) -> None:
+def test_config_check_constraints_match_the_documented_bounds(config_cursor: Any, key: str) -> None:
     bound = BOUNDS[key]
     for value in (bound.minimum, bound.maximum):
         _update(config_cursor, {key: value, **_companions(key, value)})
@@ -272,7 +275,9 @@ def _claim_plan(url: str) -> list[dict[str, Any]]:
 
 
 def _fill(url: str, resolved: int, due: int, future: int = 0) -> None:
-    query(url, """
+    query(
+        url,
+        """
         INSERT INTO scheduler_tasks
             (webhook_url, execute_at, next_attempt_at, status, attempts, resolved_at)
         SELECT 'http://127.0.0.1/done', now() - interval '2 days',
@@ -285,7 +290,9 @@ def _fill(url: str, resolved: int, due: int, future: int = 0) -> None:
         SELECT 'http://127.0.0.1/later', now() + interval '1 day',
                now() + interval '1 day' + g * interval '1 ms'
         FROM generate_series(1, %(future)s) AS g;
-    """, {"resolved": resolved, "due": due, "future": future})
+    """,
+        {"resolved": resolved, "due": due, "future": future},
+    )
 
 
 def test_the_claim_reads_the_due_index_among_50k_resolved_tasks(
@@ -308,6 +315,9 @@ def test_with_a_backlog_of_future_tasks_both_claim_scans_use_the_due_index(
 
     nodes = _claim_plan(migrated_database_url)
 
-    candidate_scans = [(n["Node Type"], n.get("Index Name")) for n in nodes
-                       if n.get("Index Name") != "scheduler_tasks_pkey"]
+    candidate_scans = [
+        (n["Node Type"], n.get("Index Name"))
+        for n in nodes
+        if n.get("Index Name") != "scheduler_tasks_pkey"
+    ]
     assert candidate_scans == [("Index Scan", "scheduler_tasks_due")] * 2, candidate_scans

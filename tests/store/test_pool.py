@@ -36,8 +36,11 @@ def terminate(pids: list[int]) -> None:
         with admin.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
             # Terminating is asynchronous: wait until the backends are really gone.
-            wait_until(lambda: not _alive(cur, pids), timeout=15,
-                       message="for the terminated backends to go away")
+            wait_until(
+                lambda: not _alive(cur, pids),
+                timeout=15,
+                message="for the terminated backends to go away",
+            )
     finally:
         admin.close()
 
@@ -148,9 +151,13 @@ def test_every_store_verb_is_store_unavailable_when_the_server_is_unreachable() 
     store = PostgresStore(UNREACHABLE_URL, pool_size=1)
     started = time.monotonic()
     try:
-        for call in (store.ping, store.get_config, store.migrate,
-                     lambda: store.claim_due(10, 10_000), lambda: store.get(
-                         "00000000-0000-0000-0000-000000000000")):
+        for call in (
+            store.ping,
+            store.get_config,
+            store.migrate,
+            lambda: store.claim_due(10, 10_000),
+            lambda: store.get("00000000-0000-0000-0000-000000000000"),
+        ):
             with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):
                 call()
     finally:

@@ -19,13 +19,19 @@ class SchedulerProcess:
     """`scheduler <args>` with its stderr collected line by line."""
 
     def __init__(self, args: list[str], database_url: str, env: dict[str, str] | None = None):
-        full_env = {**os.environ, "SCHEDULER_DATABASE_URL": database_url,
-                    "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+        full_env = {
+            **os.environ,
+            "SCHEDULER_DATABASE_URL": database_url,
+            "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1",
+            **(env or {}),
+        }
         self.log_path = Path(tempfile.mkstemp(prefix="scheduler-", suffix=".log")[1])
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler_core.cli", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
         )
         self.base_url: str | None = None
 
@@ -65,21 +71,24 @@ class SchedulerProcess:
         self._log.close()
 
 
-def start_server(database_url: str, *extra: str, env: dict[str, str] | None = None
-                 ) -> SchedulerProcess:
+def start_server(
+    database_url: str, *extra: str, env: dict[str, str] | None = None
+) -> SchedulerProcess:
     process = SchedulerProcess(["serve", "--port", "0", *extra], database_url, env)
     process.wait_listening()
     return process
 
 
-def run_cli(database_url: str | None, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    database_url: str | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
     if database_url is not None:
         full_env["SCHEDULER_DATABASE_URL"] = database_url
     return subprocess.run(
         [sys.executable, "-m", "scheduler_core.cli", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )
-
-

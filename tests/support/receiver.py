@@ -118,8 +118,11 @@ class Receiver:
     def wait_for(
         self, count: int, path: str | None = None, timeout: float = 15.0
     ) -> list[Received]:
-        wait_until(lambda: len(self.calls(path)) >= count, timeout,
-                   message=f"waiting for {count} calls to {path or 'any path'}")
+        wait_until(
+            lambda: len(self.calls(path)) >= count,
+            timeout,
+            message=f"waiting for {count} calls to {path or 'any path'}",
+        )
         return self.calls(path)
 
     def close(self) -> None:
