@@ -1,17 +1,20 @@
-"""Shared fixtures: a real PostgreSQL database, a real HTTP receiver, the app, a dispatcher.
+"""Shared fixtures: a real database of each backend, a real HTTP receiver, the app, a
+dispatcher.
 
-PostgreSQL: SCHEDULER_TEST_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/postgres)
-must allow CREATE DATABASE; each test session gets its own throwaway database.
+Every test that uses `database_url` (or a fixture built on it: `store`, `client`,
+`dispatcher`...) runs once per backend in SCHEDULER_TEST_BACKENDS (default
+"postgresql,sqlite"). PostgreSQL: SCHEDULER_TEST_ADMIN_URL (default
+postgresql://postgres@127.0.0.1:5432/postgres) must allow CREATE DATABASE; each test
+session gets its own throwaway database. When PostgreSQL cannot be reached its tests are
+skipped with a loud warning, except under CI=true, where that fails the run.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
-import psycopg2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,62 +24,96 @@ from scheduler_core.dispatcher import Dispatcher
 from scheduler_core.plugin_manager import PluginManager
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.settings import Settings
-from scheduler_core.store.postgres import PostgresStore
+from scheduler_core.store import Store, open_store
+from tests.support.database import (
+    ADMIN_URL,
+    BACKENDS,
+    TestDatabase,
+    postgres_database,
+    postgres_unreachable_reason,
+    sqlite_url,
+)
 from tests.support.receiver import Receiver
 
 os.environ.setdefault("SCHEDULER_DISABLE_PLUGIN_AUTOLOAD", "1")
 
-ADMIN_URL = os.environ.get(
-    "SCHEDULER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+_POSTGRES_PROBLEM: list[str] = []
 
 
-def _admin_connection() -> Any:
-    conn = psycopg2.connect(ADMIN_URL, connect_timeout=5)
-    conn.autocommit = True
-    return conn
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_postgres() -> None:
+    """Skip (or, in CI, fail) the current test when PostgreSQL is not reachable."""
+    if not _POSTGRES_PROBLEM:
+        _POSTGRES_PROBLEM.append(postgres_unreachable_reason() or "")
+    problem = _POSTGRES_PROBLEM[0]
+    if problem:
+        message = f"PostgreSQL is not reachable at {ADMIN_URL}: {problem}"
+        if _in_ci():
+            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _POSTGRES_PROBLEM and _POSTGRES_PROBLEM[0]:
+        terminalreporter.write_sep("!", "PostgreSQL TESTS WERE SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(
+            f"PostgreSQL is not reachable at {ADMIN_URL} ({_POSTGRES_PROBLEM[0]}). Only "
+            "SQLite was tested. Start PostgreSQL or set SCHEDULER_TEST_ADMIN_URL.",
+            red=True,
+        )
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session."""
-    name = f"scheduler_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = _admin_connection()
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {ADMIN_URL}: {exc}")
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
-    store = PostgresStore(url, pool_size=1)
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database for this session, for PostgreSQL-only tests."""
+    if "postgresql" not in BACKENDS:
+        pytest.skip("PostgreSQL is not in SCHEDULER_TEST_BACKENDS")
+    require_postgres()
+    with postgres_database() as url:
+        store = open_store(url, pool_size=1)
+        store.migrate()
+        store.close()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database file for this session."""
+    url = sqlite_url(tmp_path_factory.mktemp("sqlite"))
+    store = open_store(url, pool_size=1)
     store.migrate()
     store.close()
-    yield url
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
+    return url
 
 
-def reset_database(url: str) -> None:
-    conn = psycopg2.connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE scheduler_attempts, scheduler_tasks")
-            defaults = RuntimeConfig().as_dict()
-            assignments = ", ".join(f"{k} = %({k})s" for k in defaults)
-            cur.execute(f"UPDATE scheduler_config SET {assignments}", defaults)
-    finally:
-        conn.close()
+@pytest.fixture(scope="session")
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A migrated database of the backend under test."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    if backend == "sqlite":
+        return str(request.getfixturevalue("sqlite_database_url"))
+    raise ValueError(f"unknown backend {backend!r} in SCHEDULER_TEST_BACKENDS")
 
 
 @pytest.fixture
-def clean_database(database_url: str) -> str:
+def db(database_url: str) -> TestDatabase:
+    """Direct SQL on the database under test."""
+    return TestDatabase(database_url)
+
+
+@pytest.fixture
+def clean_database(database_url: str, db: TestDatabase) -> str:
     """The session database, emptied, with the default configuration."""
-    reset_database(database_url)
+    db.reset()
     return database_url
 
 
@@ -86,8 +123,8 @@ def settings(clean_database: str) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[PostgresStore]:
-    store = PostgresStore(settings.database_url, pool_size=4)
+def store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings.database_url, pool_size=4)
     yield store
     store.close()
 
@@ -98,7 +135,7 @@ def plugins(settings: Settings) -> PluginManager:
 
 
 @pytest.fixture
-def app(settings: Settings, store: PostgresStore, plugins: PluginManager) -> Flask:
+def app(settings: Settings, store: Store, plugins: PluginManager) -> Flask:
     return create_app(settings, store=store, plugins=plugins, test_config={"TESTING": True})
 
 
@@ -108,7 +145,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def dispatcher(store: PostgresStore, plugins: PluginManager) -> Iterator[Dispatcher]:
+def dispatcher(store: Store, plugins: PluginManager) -> Iterator[Dispatcher]:
     """A dispatcher that is not started: call `tick()` to run one cycle now."""
     dispatcher = Dispatcher(store, plugins)
     yield dispatcher
@@ -122,5 +159,8 @@ def receiver() -> Iterator[Receiver]:
     receiver.close()
 
 
-def set_config(store: PostgresStore, **columns: int) -> RuntimeConfig:
+def set_config(store: Store, **columns: int) -> RuntimeConfig:
     return store.update_config(columns)
+
+
+__all__ = ["ADMIN_URL", "Path", "set_config"]

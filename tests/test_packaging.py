@@ -4,7 +4,9 @@ when pip-installed (non-editable) into a fresh virtualenv, away from the source 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -13,8 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.store.databases import query, throwaway_database
+from tests.store.databases import empty_database, query
+from tests.support.database import BACKENDS
+from tests.support.processes import LISTENING
+from tests.support.receiver import Receiver
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +92,9 @@ def test_the_wheel_carries_migrations_sql_and_builtin_plugins(wheel_files: list[
     required = {
         "scheduler_core/plugins/http_delivery.py",
         "scheduler_core/migrations/postgresql/0001_initial.sql",
+        "scheduler_core/migrations/sqlite/0001_initial.sql",
         "scheduler_core/store/sql/postgresql.sql",
+        "scheduler_core/store/sql/sqlite.sql",
     }
     # ... and everything the repo keeps in the folders that are mapped under scheduler_core.
     required |= {f"scheduler_core/plugins/{p.name}" for p in (REPO / "plugins").glob("*.py")}
@@ -145,8 +154,14 @@ def test_the_installed_package_is_imported_from_the_venv_not_the_repo(
     assert version == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
+# Parametrized directly rather than through the session `backend` fixture, so pytest
+# does not split this module around the other suites' backends and build the venv twice.
+@pytest.mark.parametrize("db_backend", BACKENDS)
 def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
-    installed_venv: Path, outside_env: tuple[Path, dict[str, str]]
+    installed_venv: Path,
+    outside_env: tuple[Path, dict[str, str]],
+    db_backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     cwd, env = outside_env
     scheduler = installed_venv / "bin" / "scheduler"
@@ -156,7 +171,7 @@ def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
     assert "scheduler_core.plugins.api_key_auth  (built-in)" in plugins.stdout
     assert "scheduler_core.plugins.backoff_retry  (built-in)" in plugins.stdout
 
-    with throwaway_database("scheduler_pkg") as url:
+    with empty_database(db_backend, tmp_path_factory.mktemp("pkgdb"), "scheduler_pkg") as url:
         migrated = run([scheduler, "migrate", "--database-url", url], cwd=cwd, env=env)
         assert migrated.stdout.strip() == "schema is up to date"
         assert "applied migration 0001_initial.sql" in migrated.stderr
@@ -165,3 +180,56 @@ def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
         shown = run([scheduler, "config", "show", "--database-url", url], cwd=cwd, env=env)
         assert "select_size=100" in shown.stdout.splitlines()
     assert not list(cwd.iterdir()), "the command left files in the working directory"
+
+
+def test_the_installed_command_serves_and_delivers_with_no_database_configured(
+    installed_venv: Path,
+    outside_env: tuple[Path, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The README's first run: pip install, then `scheduler serve`, nothing else set up.
+    cwd, env = outside_env
+    log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    receiver = Receiver()
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [installed_venv / "bin" / "scheduler", "serve", "--port", "0"],
+            cwd=cwd,
+            env={**env, "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def listening() -> re.Match[str] | None:
+            output = log_path.read_text(errors="replace")
+            assert server.poll() is None, f"serve exited ({server.returncode}):\n{output}"
+            return LISTENING.search(output)
+
+        match = wait_until(listening, timeout=60, message="for the installed server to listen")
+        base = f"http://{match.group(1)}:{match.group(2)}/api/v1"
+        created = requests.post(
+            f"{base}/tasks", json={"webhookUrl": receiver.url("/installed")}, timeout=15
+        )
+        assert created.status_code == 201, created.text
+        [call] = receiver.wait_for(1, "/installed", timeout=30)
+        assert call.header("X-Scheduler-Task-Id") == created.json()["id"]
+        wait_until(
+            lambda: (
+                requests.get(f"{base}/tasks/{created.json()['id']}", timeout=15).json()["status"]
+                == "resolved"
+            ),
+            timeout=30,
+            message="for the task to be resolved",
+        )
+        assert (cwd / "scheduler.db").is_file()
+    finally:
+        receiver.close()
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)
+    assert server.returncode == 0, log_path.read_text(errors="replace")

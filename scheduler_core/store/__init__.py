@@ -35,11 +35,13 @@ def open_store(url: str, pool_size: int = 10) -> Store:
         from scheduler_core.store.postgres import PostgresStore
 
         return PostgresStore(url, pool_size=pool_size)
-    if scheme.startswith("sqlite"):
-        raise UnsupportedDatabase(
-            "SQLite support is not available yet; set SCHEDULER_DATABASE_URL to a "
-            "postgresql://user@host/dbname URL"
-        )
+    if scheme in {"sqlite", "sqlite3"}:
+        from scheduler_core.store.sqlite import SqliteStore
+
+        try:
+            return SqliteStore(url, pool_size=pool_size)
+        except ValueError as exc:
+            raise UnsupportedDatabase(str(exc)) from None
     raise UnsupportedDatabase(
         f"unsupported database URL scheme {scheme!r}: use postgresql://... or sqlite:///..."
     )

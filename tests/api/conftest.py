@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
+from scheduler_core.store import Store, open_store
 from tests.api.helpers import FUTURE, STATUSES, enqueue, get_task
 from tests.conftest import set_config
+from tests.support.database import sqlite_url
+
+
+@dataclass
+class UnreachableDatabase:
+    url: str
+    store: Store
+    internals: str  # where the database is: never shown to a client
+
+
+@pytest.fixture
+def unreachable_database(backend: str, tmp_path: Path) -> Iterator[UnreachableDatabase]:
+    """A store of the backend under test whose database cannot be reached.
+
+    PostgreSQL: nothing listens on the port. SQLite: the folder holding the database file
+    disappeared (an unmounted volume) after the store was opened.
+    """
+    if backend == "postgresql":
+        url, internals = "postgresql://postgres@127.0.0.1:1/nowhere", "127.0.0.1:1"
+        store = open_store(url, pool_size=1)
+    else:
+        folder = tmp_path / "unmounted"
+        folder.mkdir()
+        url, internals = sqlite_url(folder), str(folder)
+        store = open_store(url, pool_size=1)
+        folder.rmdir()
+    yield UnreachableDatabase(url, store, internals)
+    store.close()
 
 
 @pytest.fixture

@@ -5,21 +5,19 @@ import pytest
 from scheduler_core.api import create_app
 from scheduler_core.plugin_manager import PluginManager
 from scheduler_core.settings import Settings
-from scheduler_core.store.postgres import PostgresStore
 from tests.api.helpers import assert_error
-
-UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
 
 
 @pytest.fixture
-def unreachable_client():
-    settings = Settings(database_url=UNREACHABLE, load_entry_points=False)
-    store = PostgresStore(UNREACHABLE, pool_size=1)
+def unreachable_client(unreachable_database):
+    settings = Settings(database_url=unreachable_database.url, load_entry_points=False)
     app = create_app(
-        settings, store=store, plugins=PluginManager(settings), test_config={"TESTING": True}
+        settings,
+        store=unreachable_database.store,
+        plugins=PluginManager(settings),
+        test_config={"TESTING": True},
     )
-    yield app.test_client()
-    store.close()
+    return app.test_client()
 
 
 def test_healthz(client):
@@ -34,9 +32,12 @@ def test_readyz_when_the_database_answers(client):
     assert response.get_json() == {"status": "ready"}
 
 
-def test_readyz_is_503_json_when_the_database_is_unreachable(unreachable_client):
+def test_readyz_is_503_json_when_the_database_is_unreachable(
+    unreachable_client, unreachable_database
+):
     response = unreachable_client.get("/readyz")
     error = assert_error(response, 503, "unavailable")
+    assert unreachable_database.internals not in response.get_data(as_text=True)
     assert "127.0.0.1" not in error["message"]
 
 

@@ -80,6 +80,26 @@ def test_get_unknown_or_malformed_id_is_404(client, task_id):
     assert_error(client.get(f"/api/v1/tasks/{task_id}/attempts"), 404, "not_found")
 
 
+@pytest.mark.parametrize(
+    "spelling", [str.upper, lambda task_id: task_id.replace("-", "")], ids=["upper", "bare"]
+)
+def test_an_id_is_found_in_any_case_with_or_without_hyphens(client, spelling):
+    """A task id is a UUID: every backend finds it however a client spells it."""
+    created = enqueue(client, executeAt=FUTURE)
+    other = spelling(created["id"])
+    assert other != created["id"]
+    assert get_task(client, other) == created
+    response = client.get(f"/api/v1/tasks/{other}/attempts")
+    assert response.status_code == 200 and response.get_json() == {"attempts": []}
+    cancelled = client.delete(f"/api/v1/tasks/{other}")
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["id"] == created["id"]
+    assert cancelled.get_json()["status"] == "cancelled"
+    retried = client.post(f"/api/v1/tasks/{other}/retry")
+    assert retried.status_code == 200
+    assert (retried.get_json()["id"], retried.get_json()["status"]) == (created["id"], "pending")
+
+
 # -- attempts -----------------------------------------------------------------------
 
 

@@ -14,46 +14,61 @@ from typing import Any
 import pytest
 import requests
 
-from tests.store.databases import query, throwaway_database
+from tests.store.databases import empty_database
+from tests.support.database import TestDatabase
 from tests.support.processes import SchedulerProcess
+from tests.support.receiver import Receiver
 
 # Two cores shared with other suites: starting Python, Flask and psycopg2 can be slow.
 STARTUP_TIMEOUT = 60.0
 HTTP_TIMEOUT = 15.0
 
 
-class SplitOutputProcess(SchedulerProcess):
-    """Like SchedulerProcess, but stdout goes to its own file so stderr can be told apart.
+class CliProcess(SchedulerProcess):
+    """Like SchedulerProcess, with a working directory of its own, optionally no database
+    URL at all in its environment, and optionally stdout apart from stderr.
 
-    `output` is stderr alone; `stdout` is everything else.
+    With `split_output`, `output` is stderr alone and `stdout` is everything else.
     """
 
-    def __init__(self, args: list[str], database_url: str, env: dict[str, str] | None = None):
-        full_env = {
-            **os.environ,
-            "SCHEDULER_DATABASE_URL": database_url,
-            "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1",
-            **(env or {}),
-        }
+    def __init__(
+        self,
+        args: list[str],
+        database_url: str | None,
+        env: dict[str, str] | None = None,
+        split_output: bool = False,
+        cwd: Path | None = None,
+    ):
+        full_env = {**os.environ, "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+        if database_url is None:
+            full_env.pop("SCHEDULER_DATABASE_URL", None)
+        else:
+            full_env["SCHEDULER_DATABASE_URL"] = database_url
         self.log_path = Path(tempfile.mkstemp(prefix="scheduler-", suffix=".stderr")[1])
-        self.stdout_path = Path(tempfile.mkstemp(prefix="scheduler-", suffix=".stdout")[1])
         self._log = self.log_path.open("wb")
-        self._stdout = self.stdout_path.open("wb")
+        self.stdout_path: Path | None = None
+        stdout: Any = self._log  # one file, as SchedulerProcess
+        if split_output:
+            self.stdout_path = Path(tempfile.mkstemp(prefix="scheduler-", suffix=".stdout")[1])
+            stdout = self._stdout = self.stdout_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler_core.cli", *args],
-            stdout=self._stdout,
+            stdout=stdout,
             stderr=self._log,
             env=full_env,
+            cwd=cwd,
         )
         self.base_url = None
 
     @property
     def stdout(self) -> str:
+        assert self.stdout_path is not None, "started without split_output"
         return self.stdout_path.read_text(errors="replace")
 
     def stop(self) -> None:
         super().stop()
-        self._stdout.close()
+        if self.stdout_path is not None:
+            self._stdout.close()
 
 
 class Processes:
@@ -65,33 +80,40 @@ class Processes:
     def spawn(
         self,
         args: list[str],
-        database_url: str,
+        database_url: str | None,
         env: dict[str, str] | None = None,
         split_output: bool = False,
+        cwd: Path | None = None,
     ) -> SchedulerProcess:
-        cls = SplitOutputProcess if split_output else SchedulerProcess
-        process = cls(args, database_url, env)
+        """`scheduler <args>`; database_url None leaves SCHEDULER_DATABASE_URL unset."""
+        process = CliProcess(args, database_url, env, split_output, cwd)
         self.started.append(process)
         return process
 
     def serve(
         self,
-        database_url: str,
+        database_url: str | None,
         *extra: str,
         env: dict[str, str] | None = None,
         wait: bool = True,
         split_output: bool = False,
+        cwd: Path | None = None,
     ) -> SchedulerProcess:
         """`scheduler serve --port 0`, as tests.support.processes.start_server, never leaked."""
-        process = self.spawn(["serve", "--port", "0", *extra], database_url, env, split_output)
+        process = self.spawn(["serve", "--port", "0", *extra], database_url, env, split_output, cwd)
         if wait:
             process.wait_listening(STARTUP_TIMEOUT)
         return process
 
     def worker(
-        self, database_url: str, *extra: str, env: dict[str, str] | None = None, wait: bool = True
+        self,
+        database_url: str | None,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        cwd: Path | None = None,
     ) -> SchedulerProcess:
-        process = self.spawn(["worker", *extra], database_url, env)
+        process = self.spawn(["worker", *extra], database_url, env, cwd=cwd)
         if wait:
             process.wait_for_log("worker running", STARTUP_TIMEOUT)
         return process
@@ -119,9 +141,10 @@ def processes() -> Iterator[Processes]:
 
 
 @pytest.fixture
-def empty_database_url() -> Iterator[str]:
-    """A database of its own that has never been migrated, dropped after the test."""
-    with throwaway_database("scheduler_cli") as url:
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the backend under test that has never been migrated, gone after the
+    test (SQLite: a file that does not exist yet)."""
+    with empty_database(backend, tmp_path, "scheduler_cli") as url:
         yield url
 
 
@@ -130,13 +153,14 @@ def empty_database_url() -> Iterator[str]:
 
 def set_db_config(database_url: str, **columns: int) -> None:
     """Change the runtime configuration row directly, before any process starts."""
-    assignments = ", ".join(f"{name} = %({name})s" for name in columns)
-    query(database_url, f"UPDATE scheduler_config SET {assignments}", columns)
+    assignments = ", ".join(f"{name} = %s" for name in columns)
+    TestDatabase(database_url).execute(
+        f"UPDATE scheduler_config SET {assignments}", tuple(columns.values())
+    )
 
 
 def db_config(database_url: str) -> dict[str, int]:
-    conn_rows = query(
-        database_url,
+    conn_rows = TestDatabase(database_url).execute(
         "SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,"
         " retry_backoff_ms, retry_backoff_max_ms, retention_hours FROM scheduler_config",
     )
@@ -155,9 +179,8 @@ def db_config(database_url: str) -> dict[str, int]:
 
 def db_tasks(database_url: str) -> dict[str, dict[str, Any]]:
     """Every stored task by id, read straight from the database (the API may be down)."""
-    rows = query(
-        database_url,
-        "SELECT id::text, status, attempts, last_status_code FROM scheduler_tasks",
+    rows = TestDatabase(database_url).execute(
+        "SELECT CAST(id AS TEXT), status, attempts, last_status_code FROM scheduler_tasks"
     )
     return {
         task_id: {"status": status, "attempts": attempts, "last_status_code": code}
@@ -189,3 +212,18 @@ def assert_stays(predicate: Callable[[], bool], seconds: float, message: str) ->
         assert predicate(), message
         time.sleep(0.05)
     assert predicate(), message
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The shared loopback receiver, able to accept every connection of several
+    dispatchers at once.
+
+    socketserver listens with a backlog of 5; three dispatchers opening select_size
+    connections each overflow it and the kernel resets some of them, which the scheduler
+    rightly counts as failed attempts. Listening again only raises the backlog.
+    """
+    receiver = Receiver()
+    receiver.server.socket.listen(256)
+    yield receiver
+    receiver.close()

@@ -14,7 +14,7 @@ from scheduler_core.migrations import load as load_migrations
 from scheduler_core.plugin_manager import DEFAULT_PLUGINS
 from scheduler_core.runtime_config import RuntimeConfig
 from tests.cli.conftest import Processes, api, db_config
-from tests.store.databases import UNREACHABLE_URL, query, table_names
+from tests.store.databases import UNREACHABLE_URL, dialect_of, query, table_names
 from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -28,8 +28,8 @@ def applied_versions(database_url: str) -> list[int]:
     return [v for (v,) in rows]
 
 
-def all_versions() -> list[int]:
-    return [m.version for m in load_migrations("postgresql")]
+def all_versions(database_url: str) -> list[int]:
+    return [m.version for m in load_migrations(dialect_of(database_url))]
 
 
 # -- migrate ------------------------------------------------------------------------------
@@ -46,14 +46,14 @@ def test_migrate_creates_the_schema_on_an_empty_database_then_does_nothing(
     assert {"scheduler_tasks", "scheduler_attempts", "scheduler_config"} <= table_names(
         empty_database_url
     )
-    assert applied_versions(empty_database_url) == all_versions()
+    assert applied_versions(empty_database_url) == all_versions(empty_database_url)
 
     second = run_cli(empty_database_url, "migrate")
 
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "schema is up to date"
     assert "applied migration" not in second.stderr
-    assert applied_versions(empty_database_url) == all_versions()
+    assert applied_versions(empty_database_url) == all_versions(empty_database_url)
 
 
 def test_migrate_processes_started_at_once_apply_each_migration_once(
@@ -85,11 +85,13 @@ def test_migrate_processes_started_at_once_apply_each_migration_once(
     for code, stdout, stderr in results:
         assert code == 0, stderr
         assert stdout.strip() == "schema is up to date"
+        assert "Traceback" not in stderr
+        assert "database is locked" not in stderr
     applied_logs = sum(
         stderr.count("applied migration 0001_initial.sql") for _, _, stderr in results
     )
     assert applied_logs == 1
-    assert applied_versions(empty_database_url) == all_versions()
+    assert applied_versions(empty_database_url) == all_versions(empty_database_url)
     assert query(empty_database_url, "SELECT count(*) FROM scheduler_config") == [(1,)]
 
 

@@ -290,3 +290,54 @@ def test_logs_go_to_stderr_name_the_task_and_never_show_the_webhook_auth_secret(
     assert secret not in stderr
     assert secret not in stdout
     assert secret.split(" ", 1)[1] not in stderr + stdout
+
+
+# -- a crash ------------------------------------------------------------------------------
+
+
+def test_a_server_killed_mid_delivery_redelivers_after_the_lease_once_restarted(
+    processes: Processes, clean_database: str, receiver: Receiver
+) -> None:
+    # A 1 s callback timeout makes the lease 6 s. The receiver takes 3 s over the first
+    # call, so the server is surely killed with the delivery in flight.
+    set_db_config(clean_database, http_callback_timeout_ms=1000, base_interval_ms=100)
+    receiver.behave("/crash", delay=3.0)
+    server = processes.serve(clean_database)
+    [task] = enqueue(server, {"webhookUrl": receiver.url("/crash"), "payload": "again"})
+    [first] = receiver.wait_for(1, "/crash", timeout=30)
+
+    server.proc.kill()
+    assert server.wait_exit(timeout=10) == -signal.SIGKILL
+    # The claim counted the attempt that the crash lost; the lease still holds the task.
+    assert db_tasks(clean_database)[task["id"]] == {
+        "status": "running",
+        "attempts": 1,
+        "last_status_code": None,
+    }
+    receiver.behave("/crash")  # from now on it answers 200 at once
+
+    restarted = processes.serve(clean_database)
+    [_, second] = receiver.wait_for(2, "/crash", timeout=30)
+
+    assert second.header("X-Scheduler-Task-Id") == task["id"]
+    assert (first.header("X-Scheduler-Attempt"), second.header("X-Scheduler-Attempt")) == (
+        "1",
+        "2",
+    )
+    assert second.json() == {**first.json(), "attempt": 2}
+    assert second.at - first.at >= 5.0, "delivered again before the 6 s lease ran out"
+    resolved = wait_until(
+        lambda: (
+            (t := api(restarted, "GET", f"/api/v1/tasks/{task['id']}").json())["status"]
+            == "resolved"
+            and t
+        ),
+        timeout=30,
+        message="for the redelivered task to be resolved",
+    )
+    assert (resolved["attempts"], resolved["lastStatusCode"]) == (2, 200)
+    history = api(restarted, "GET", f"/api/v1/tasks/{task['id']}/attempts").json()["attempts"]
+    assert [(a["attempt"], a["statusCode"]) for a in history] == [(1, None), (2, 200)]
+    assert "lease expired" in history[0]["error"]
+    assert f"task={task['id']} lease expired" in restarted.output
+    assert len(receiver.calls("/crash")) == 2

@@ -9,7 +9,7 @@ import pytest
 
 from scheduler_core.migrations import load as load_migrations
 from tests.cli.conftest import STARTUP_TIMEOUT, Processes, api, db_tasks, enqueue, set_db_config
-from tests.store.databases import query
+from tests.store.databases import dialect_of, query
 from tests.support.processes import SchedulerProcess
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_until
@@ -90,10 +90,12 @@ def test_two_workers_and_a_server_deliver_each_of_300_tasks_exactly_once(
     assert query(empty_database_url, "SELECT count(*) FROM scheduler_attempts") == [(300,)]
     assert query(
         empty_database_url, "SELECT version FROM scheduler_schema_migrations ORDER BY version"
-    ) == [(m.version,) for m in load_migrations("postgresql")]
+    ) == [(m.version,) for m in load_migrations(dialect_of(empty_database_url))]
     for process in everyone:
         assert "Traceback" not in process.output
         assert "tick failed" not in process.output
+        assert "database is locked" not in process.output
+        assert " ERROR " not in process.output
 
 
 def _worker_with_one_delivery_in_flight(

@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-import psycopg2
 from flask.testing import FlaskClient
 
 from scheduler_core.dispatcher import Dispatcher
@@ -53,14 +52,3 @@ def timed_tick(dispatcher: Dispatcher) -> float:
     started = time.monotonic()
     dispatcher.tick()
     return time.monotonic() - started
-
-
-def sql(database_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Run one statement in its own committed transaction; return its rows, if any."""
-    conn = psycopg2.connect(database_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()

@@ -5,17 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import set_config
-from tests.dispatch.helpers import enqueue, enqueue_many, sql, task, ts
+from tests.dispatch.helpers import enqueue, enqueue_many, task, ts
 from tests.support.waiting import wait_until
 
 
 def _iso(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def _db_now(database_url: str):
-    [(now,)] = sql(database_url, "SELECT now()")
-    return now
 
 
 def _paths(receiver) -> list[str]:
@@ -44,11 +39,9 @@ def test_never_failed_tasks_go_before_failed_ones_due_earlier(client, dispatcher
     assert task(client, failed["id"])["status"] == "resolved"
 
 
-def test_failed_tasks_go_in_order_of_next_attempt(
-    client, dispatcher, receiver, store, clean_database
-):
+def test_failed_tasks_go_in_order_of_next_attempt(client, dispatcher, receiver, store, db):
     set_config(store, select_size=1, retry_backoff_ms=0)
-    now = _db_now(clean_database)
+    now = db.now()
     receiver.behave("/x", statuses=[500, 200])
     receiver.behave("/y", statuses=[500, 200])
     # y is created first but x is due first, so x fails first and is due again first.
@@ -63,9 +56,9 @@ def test_failed_tasks_go_in_order_of_next_attempt(
     assert task(client, x["id"])["status"] == task(client, y["id"])["status"] == "resolved"
 
 
-def test_due_tasks_go_in_order_of_execute_at(client, dispatcher, receiver, store, clean_database):
+def test_due_tasks_go_in_order_of_execute_at(client, dispatcher, receiver, store, db):
     set_config(store, select_size=1)
-    now = _db_now(clean_database)
+    now = db.now()
     for path, seconds_ago in [("/ten", 10), ("/thirty", 30), ("/twenty", 20), ("/now", 0)]:
         enqueue(client, receiver.url(path), executeAt=_iso(now - timedelta(seconds=seconds_ago)))
     for _ in range(4):
@@ -73,11 +66,9 @@ def test_due_tasks_go_in_order_of_execute_at(client, dispatcher, receiver, store
     assert _paths(receiver) == ["/thirty", "/twenty", "/ten", "/now"]
 
 
-def test_tasks_due_at_the_same_time_go_first_in_first_out(
-    client, dispatcher, receiver, store, clean_database
-):
+def test_tasks_due_at_the_same_time_go_first_in_first_out(client, dispatcher, receiver, store, db):
     set_config(store, select_size=1)
-    when = _iso(_db_now(clean_database) - timedelta(seconds=1))
+    when = _iso(db.now() - timedelta(seconds=1))
     paths = [f"/fifo{i}" for i in range(6)]
     created = enqueue_many(
         client, [{"webhookUrl": receiver.url(p), "executeAt": when} for p in paths]
@@ -88,10 +79,8 @@ def test_tasks_due_at_the_same_time_go_first_in_first_out(
     assert _paths(receiver) == paths
 
 
-def test_a_future_task_waits_until_due_by_the_database_clock(
-    client, dispatcher, receiver, clean_database
-):
-    due = _db_now(clean_database) + timedelta(seconds=1.5)
+def test_a_future_task_waits_until_due_by_the_database_clock(client, dispatcher, receiver, db):
+    due = db.now() + timedelta(seconds=1.5)
     created = enqueue(client, receiver.url("/later"), executeAt=_iso(due))
 
     dispatcher.tick()
@@ -99,7 +88,7 @@ def test_a_future_task_waits_until_due_by_the_database_clock(
     assert task(client, created["id"])["status"] == "pending"
     assert task(client, created["id"])["attempts"] == 0
 
-    wait_until(lambda: _db_now(clean_database) >= due, timeout=10)
+    wait_until(lambda: db.now() >= due, timeout=10)
     dispatcher.tick()
     [call] = receiver.wait_for(1, "/later")
     assert call.json()["taskId"] == created["id"]

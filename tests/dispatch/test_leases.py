@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 from scheduler_core.dispatcher import Dispatcher
 from scheduler_core.models import NewTask
-from scheduler_core.store.postgres import PostgresStore
+from scheduler_core.store import open_store
 from tests.conftest import set_config
-from tests.dispatch.helpers import attempts, enqueue, sql, task
+from tests.dispatch.helpers import attempts, enqueue, task
 from tests.support.waiting import wait_until
 
-
-def _expire_lease(database_url: str, task_id: str) -> None:
-    sql(
-        database_url,
-        "UPDATE scheduler_tasks SET lease_expires_at = now() - interval '1 second'"
-        " WHERE id = %s AND status = 'running'",
-        (task_id,),
-    )
+MS = timedelta(milliseconds=1)
 
 
 def test_a_delivering_task_is_running_under_a_lease_of_timeout_plus_5s(
-    client, dispatcher, receiver, store, clean_database
+    client, dispatcher, receiver, store, db
 ):
     set_config(store, http_callback_timeout_ms=2000)
     receiver.behave("/slow", delay=1.0)
@@ -31,17 +25,12 @@ def test_a_delivering_task_is_running_under_a_lease_of_timeout_plus_5s(
     ticking.start()
     try:
         receiver.wait_for(1, "/slow")
-        [(status, lease_ms, remaining_ms)] = sql(
-            clean_database,
-            "SELECT status,"
-            " extract(epoch FROM lease_expires_at - updated_at) * 1000,"
-            " extract(epoch FROM lease_expires_at - now()) * 1000"
-            " FROM scheduler_tasks WHERE id = %s",
-            (created["id"],),
-        )
-        assert status == "running"
-        assert float(lease_ms) == 7000
-        assert 5000 < float(remaining_ms) <= 7000
+        row = db.task_row(created["id"])
+        lease_ms = (row["lease_expires_at"] - row["updated_at"]) / MS
+        remaining_ms = (row["lease_expires_at"] - db.now()) / MS
+        assert row["status"] == "running"
+        assert lease_ms == 7000
+        assert 5000 < remaining_ms <= 7000
         shown = task(client, created["id"])
         assert shown["status"] == "running"
         assert shown["attempts"] == 1
@@ -49,12 +38,8 @@ def test_a_delivering_task_is_running_under_a_lease_of_timeout_plus_5s(
         assert client.delete(f"/api/v1/tasks/{created['id']}").status_code == 409
     finally:
         ticking.join(10)
-    [(status, lease)] = sql(
-        clean_database,
-        "SELECT status, lease_expires_at FROM scheduler_tasks WHERE id = %s",
-        (created["id"],),
-    )
-    assert (status, lease) == ("resolved", None)
+    row = db.task_row(created["id"])
+    assert (row["status"], row["lease_expires_at"]) == ("resolved", None)
 
 
 def test_a_leased_task_is_not_claimed_by_another_dispatcher(
@@ -64,7 +49,7 @@ def test_a_leased_task_is_not_claimed_by_another_dispatcher(
     created = enqueue(client, receiver.url("/slow"))
     ticking = threading.Thread(target=dispatcher.tick)
     ticking.start()
-    other_store = PostgresStore(settings.database_url, pool_size=2)
+    other_store = open_store(settings.database_url, pool_size=2)
     other = Dispatcher(other_store, plugins)
     try:
         receiver.wait_for(1, "/slow")
@@ -80,10 +65,12 @@ def test_a_leased_task_is_not_claimed_by_another_dispatcher(
     assert after["attempts"] == 1
 
 
-def test_concurrent_claims_never_share_a_task(store, settings):
+def test_concurrent_claims_never_share_a_task(store, settings, db):
+    """Two stores on one database (PostgreSQL: two pools; SQLite: two stores on one file)
+    claim from threads at once: every task is claimed exactly once."""
     created = store.enqueue([NewTask(webhook_url=f"http://127.0.0.1:9/{i}") for i in range(200)])
     all_ids = {t.id for t, _ in created}
-    stores = [PostgresStore(settings.database_url, pool_size=1) for _ in range(2)]
+    stores = [open_store(settings.database_url, pool_size=1) for _ in range(2)]
     claimed: list[list[str]] = [[], []]
     errors: list[BaseException] = []
     start = threading.Barrier(2)
@@ -115,11 +102,16 @@ def test_concurrent_claims_never_share_a_task(store, settings):
     assert not set(first) & set(second)
     assert set(first) | set(second) == all_ids
     assert len(first) + len(second) == 200
+    # In the database too: each task is running on its first attempt, recorded once.
+    assert db.execute(
+        "SELECT count(*) FROM scheduler_tasks WHERE status = 'running' AND attempts = 1"
+    ) == [(200,)]
+    assert db.execute("SELECT count(*), count(DISTINCT task_id) FROM scheduler_attempts") == [
+        (200, 200)
+    ]
 
 
-def test_an_expired_lease_is_reclaimed_and_delivered_again(
-    client, dispatcher, receiver, store, clean_database
-):
+def test_an_expired_lease_is_reclaimed_and_delivered_again(client, dispatcher, receiver, store, db):
     created = enqueue(client, receiver.url("/again"))
     # A dispatcher claims the task and dies before it records anything.
     [lost] = store.claim_due(10, 60_000)
@@ -129,7 +121,7 @@ def test_an_expired_lease_is_reclaimed_and_delivered_again(
     assert receiver.calls("/again") == []
     assert task(client, created["id"])["status"] == "running"
 
-    _expire_lease(clean_database, created["id"])
+    db.expire_lease(created["id"])
     dispatcher.tick()
     [call] = receiver.wait_for(1, "/again")
     assert call.header("X-Scheduler-Attempt") == "2"
@@ -145,20 +137,20 @@ def test_an_expired_lease_is_reclaimed_and_delivered_again(
 
 
 def test_a_late_outcome_of_a_lost_attempt_does_not_disturb_the_new_one(
-    client, dispatcher, receiver, store, plugins, settings, clean_database
+    client, dispatcher, receiver, store, plugins, settings, db
 ):
     set_config(store, http_callback_timeout_ms=5000)
     receiver.behave("/p", statuses=[500, 200], delay=1.0)
     created = enqueue(client, receiver.url("/p"))
     first = threading.Thread(target=dispatcher.tick)
     first.start()
-    other_store = PostgresStore(settings.database_url, pool_size=2)
+    other_store = open_store(settings.database_url, pool_size=2)
     others = [Dispatcher(other_store, plugins) for _ in range(2)]
     second = threading.Thread(target=others[0].tick)
     try:
         receiver.wait_for(1, "/p")
         receiver.behave("/p", statuses=[500, 200], delay=3.0)  # the next call outlives the first
-        _expire_lease(clean_database, created["id"])
+        db.expire_lease(created["id"])
         second.start()
         receiver.wait_for(2, "/p")
         first.join(10)
@@ -181,12 +173,12 @@ def test_a_late_outcome_of_a_lost_attempt_does_not_disturb_the_new_one(
 
 
 def test_an_expired_lease_without_budget_left_makes_the_task_stale(
-    client, dispatcher, receiver, store, clean_database
+    client, dispatcher, receiver, store, db
 ):
     created = enqueue(client, receiver.url("/never"), maxRetries=0)
     [lost] = store.claim_due(10, 60_000)
     assert lost.id == created["id"]
-    _expire_lease(clean_database, created["id"])
+    db.expire_lease(created["id"])
     dispatcher.tick()
     dispatcher.tick()
     assert receiver.calls("/never") == []
@@ -196,14 +188,12 @@ def test_an_expired_lease_without_budget_left_makes_the_task_stale(
     assert "lease expired" in after["lastError"]
 
 
-def test_an_expired_lease_counts_against_the_config_budget(
-    client, dispatcher, receiver, store, clean_database
-):
+def test_an_expired_lease_counts_against_the_config_budget(client, dispatcher, receiver, store, db):
     set_config(store, max_retries=1, retry_backoff_ms=0)
     receiver.behave("/down", statuses=[500])
     created = enqueue(client, receiver.url("/down"))
     store.claim_due(10, 60_000)  # attempt 1, lost
-    _expire_lease(clean_database, created["id"])
+    db.expire_lease(created["id"])
     dispatcher.tick()  # attempt 2 fails: no budget left
     dispatcher.tick()
     wait_until(lambda: task(client, created["id"])["status"] == "stale", timeout=5)

@@ -8,18 +8,14 @@ from email.utils import format_datetime
 import pytest
 
 from tests.conftest import set_config
-from tests.dispatch.helpers import attempts, enqueue, ms_between, sql, task, ts
+from tests.dispatch.helpers import attempts, enqueue, enqueue_many, ms_between, task, ts
+from tests.support.database import TestDatabase
 from tests.support.waiting import wait_until
 
 
-def _db_now(database_url: str) -> datetime:
-    [(now,)] = sql(database_url, "SELECT now()")
-    return now
-
-
-def _wait_due(database_url: str, task_json: dict) -> None:
+def _wait_due(db: TestDatabase, task_json: dict) -> None:
     due = ts(task_json["nextAttemptAt"])
-    wait_until(lambda: _db_now(database_url) >= due, timeout=15, message="for the task to be due")
+    wait_until(lambda: db.now() >= due, timeout=15, message="for the task to be due")
 
 
 def _retry_delay_ms(client, task_id: str) -> float:
@@ -98,14 +94,14 @@ def test_retrying_a_stale_task_grants_a_fresh_budget_and_keeps_counting(
     assert [a["attempt"] for a in attempts(client, created["id"])] == [1, 2, 3, 4]
 
 
-def test_backoff_doubles_and_is_capped(client, dispatcher, receiver, store, clean_database):
+def test_backoff_doubles_and_is_capped(client, dispatcher, receiver, store, db):
     set_config(store, retry_backoff_ms=300, retry_backoff_max_ms=700)
     receiver.behave("/down", statuses=[500])
     created = enqueue(client, receiver.url("/down"))
 
     delays = []
     for _ in range(3):
-        _wait_due(clean_database, task(client, created["id"]))
+        _wait_due(db, task(client, created["id"]))
         dispatcher.tick()
         delays.append(_retry_delay_ms(client, created["id"]))
     assert len(receiver.calls("/down")) == 3
@@ -114,14 +110,14 @@ def test_backoff_doubles_and_is_capped(client, dispatcher, receiver, store, clea
 
 
 def test_a_failed_task_is_not_claimed_before_its_next_attempt(
-    client, dispatcher, receiver, store, clean_database
+    client, dispatcher, receiver, store, db
 ):
     set_config(store, retry_backoff_ms=30_000)
     receiver.behave("/down", statuses=[500, 200])
     created = enqueue(client, receiver.url("/down"))
     dispatcher.tick()
     failed = task(client, created["id"])
-    assert _db_now(clean_database) < ts(failed["nextAttemptAt"])
+    assert db.now() < ts(failed["nextAttemptAt"])
 
     dispatcher.tick()
     dispatcher.tick()
@@ -129,11 +125,7 @@ def test_a_failed_task_is_not_claimed_before_its_next_attempt(
     assert task(client, created["id"])["attempts"] == 1
 
     # Bring the retry forward in the database: now it is due and goes out.
-    sql(
-        clean_database,
-        "UPDATE scheduler_tasks SET next_attempt_at = now() WHERE id = %s",
-        (created["id"],),
-    )
+    db.make_due(created["id"])
     dispatcher.tick()
     assert len(receiver.calls("/down")) == 2
     assert task(client, created["id"])["status"] == "resolved"
@@ -202,3 +194,19 @@ def test_success_after_failures_resolves_and_clears_the_error(client, dispatcher
     assert history[-1]["error"] is None
     dispatcher.tick()
     assert len(receiver.calls("/flaky")) == 3
+
+
+def test_a_tick_records_each_outcome_at_one_instant(client, dispatcher, receiver, store):
+    """A failed attempt's end, the task's update and its next attempt (no backoff) are one
+    moment by the database clock, however many outcomes the tick records."""
+    set_config(store, retry_backoff_ms=0, select_size=100)
+    receiver.behave("/down", statuses=[500])
+    created = enqueue_many(client, [{"webhookUrl": receiver.url("/down")} for _ in range(100)])
+    dispatcher.tick()
+    assert len(receiver.calls("/down")) == 100
+    for item in created:
+        after = task(client, item["id"])
+        [attempt] = attempts(client, item["id"])
+        assert after["status"] == "pending"
+        assert attempt["finishedAt"] == after["updatedAt"] == after["nextAttemptAt"], item
+        assert ts(attempt["startedAt"]) <= ts(attempt["finishedAt"])

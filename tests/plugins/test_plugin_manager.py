@@ -15,7 +15,7 @@ from scheduler_core.api import create_app
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.plugin_manager import DEFAULT_PLUGINS, PluginManager
 from scheduler_core.settings import Settings
-from scheduler_core.store.postgres import PostgresStore
+from scheduler_core.store import Store
 from tests.support.processes import run_cli
 
 PLUGIN_MODULE = "sc_test_plugin"
@@ -160,7 +160,7 @@ def test_scheduler_disable_plugin_autoload_decides_whether_entry_points_load(
 
 
 def test_an_installed_plugin_takes_over_from_the_builtin_in_the_api(
-    installed_plugin: Path, store: PostgresStore, settings: Settings
+    installed_plugin: Path, store: Store, settings: Settings
 ) -> None:
     with_plugin = Settings(database_url=settings.database_url, load_entry_points=True)
     app = create_app(

@@ -1,4 +1,11 @@
-"""The store's connection pool: waiting for a free connection, recovering from lost ones."""
+"""The PostgreSQL store's connection pool: waiting for a free connection, recovering from
+lost ones.
+
+PostgreSQL only, on the session's PostgreSQL database whatever backends are under test:
+the pool holds psycopg2 connections and a lost connection is made with
+pg_terminate_backend. The SQLite store opens its connections on demand (see
+tests/store/test_sqlite.py for how it waits for a busy file).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +20,23 @@ from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.store import StoreUnavailable
 from scheduler_core.store.pool import ConnectionPool
 from scheduler_core.store.postgres import PostgresStore
-from tests.store.databases import UNREACHABLE_URL, admin_connection
+from tests.store.databases import UNREACHABLE_URL, require_backend
+from tests.support.database import TestDatabase, admin_connection
 from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def pool(clean_database: str) -> Iterator[ConnectionPool]:
-    pool = ConnectionPool(clean_database, size=1, checkout_timeout=30)
+def postgres_clean_url(request: pytest.FixtureRequest) -> str:
+    """The session PostgreSQL database, emptied, with the default configuration."""
+    require_backend("postgresql")
+    url = str(request.getfixturevalue("postgres_url"))
+    TestDatabase(url).reset()
+    return url
+
+
+@pytest.fixture
+def pool(postgres_clean_url: str) -> Iterator[ConnectionPool]:
+    pool = ConnectionPool(postgres_clean_url, size=1, checkout_timeout=30)
     yield pool
     pool.close()
 
@@ -91,9 +108,9 @@ def test_a_caller_waits_for_a_busy_pool_and_gets_the_connection_once_it_is_freed
 
 
 def test_a_checkout_that_waits_past_its_timeout_is_store_unavailable(
-    clean_database: str,
+    postgres_clean_url: str,
 ) -> None:
-    pool = ConnectionPool(clean_database, size=1, checkout_timeout=0.2)
+    pool = ConnectionPool(postgres_clean_url, size=1, checkout_timeout=0.2)
     try:
         with (
             pool.connection(),
@@ -107,8 +124,8 @@ def test_a_checkout_that_waits_past_its_timeout_is_store_unavailable(
         pool.close()
 
 
-def test_the_store_recovers_after_its_connections_are_terminated(clean_database: str) -> None:
-    store = PostgresStore(clean_database, pool_size=2)
+def test_the_store_recovers_after_its_connections_are_terminated(postgres_clean_url: str) -> None:
+    store = PostgresStore(postgres_clean_url, pool_size=2)
     try:
         # Two connections open and back in the pool, idle.
         with store.pool.connection() as a, store.pool.connection() as b:
@@ -128,9 +145,9 @@ def test_the_store_recovers_after_its_connections_are_terminated(clean_database:
 
 
 def test_a_terminated_connection_in_the_middle_of_use_is_store_unavailable(
-    clean_database: str,
+    postgres_clean_url: str,
 ) -> None:
-    store = PostgresStore(clean_database, pool_size=1)
+    store = PostgresStore(postgres_clean_url, pool_size=1)
     try:
         pid = backend_pid(store.pool)
         terminate([pid])
@@ -148,6 +165,7 @@ def test_a_terminated_connection_in_the_middle_of_use_is_store_unavailable(
 
 
 def test_every_store_verb_is_store_unavailable_when_the_server_is_unreachable() -> None:
+    require_backend("postgresql", server=False)  # it needs no server: none is the point
     store = PostgresStore(UNREACHABLE_URL, pool_size=1)
     started = time.monotonic()
     try:

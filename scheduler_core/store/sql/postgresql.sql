@@ -117,7 +117,8 @@ WITH fresh AS (
 )
 SELECT id::text, webhook_url, webhook_auth, execute_at,
        coalesce(payload::text, 'null') AS payload_json,
-       attempts, attempts - budget_start AS attempts_in_budget, max_retries
+       attempts, attempts - budget_start AS attempts_in_budget, max_retries,
+       has_failed, next_attempt_at, seq
 FROM claimed
 ORDER BY has_failed, next_attempt_at, seq
 

@@ -1,0 +1,264 @@
+"""What the SQL backends share: the store verbs written once over named queries.
+
+A backend supplies a transaction (`_tx`), its queries, and how its rows spell times and
+payloads. Everything else, from idempotent enqueue to outcome recording, lives here so
+both backends keep the same semantics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from scheduler_core.models import (
+    AttemptRecord,
+    ClaimedTask,
+    NewTask,
+    RecordedOutcome,
+    Task,
+    TaskStatus,
+)
+from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.store.base import TaskConflict, TaskNotFound
+
+LEASE_EXPIRED_ERROR = "lease expired: the dispatcher stopped before recording an outcome"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+Row = Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    """The DB-API cursor subset the shared code uses; rows are mappings by column name."""
+
+    def execute(self, query: str, params: Any = ...) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+def is_task_id(value: str) -> bool:
+    return bool(_UUID.match(value))
+
+
+def stored_task_id(value: str) -> str:
+    """A task id (is_task_id) as stored: lowercase, hyphenated. Ids are found in any case,
+    with or without hyphens, on every backend, as PostgreSQL's uuid column compares them;
+    SQLite's text column would compare them literally."""
+    return str(uuid.UUID(value))
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+class SqlStore(ABC):
+    dialect: str
+    q: dict[str, str]
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Cursor]:
+        """A cursor in a write transaction, committed when the block ends cleanly."""
+
+    def _read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads only; backends whose writes serialise can read in parallel."""
+        return self._tx()
+
+    @abstractmethod
+    def _time(self, value: Any) -> datetime:
+        """A time as the backend returns it, as an aware UTC datetime."""
+
+    @abstractmethod
+    def _payload(self, value: Any) -> Any:
+        """The payload as the backend returns it, as a JSON value."""
+
+    def _insert_params(self, new: NewTask) -> dict[str, Any]:
+        return {
+            "id": new_task_id(),
+            "webhook_url": new.webhook_url,
+            "webhook_auth": new.webhook_auth,
+            "payload": json.dumps(new.payload, ensure_ascii=False),
+            "execute_at": new.execute_at,
+            "idempotency_key": new.idempotency_key,
+            "max_retries": new.max_retries,
+        }
+
+    def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
+        for params in rows:
+            cur.execute(query, params)
+
+    def _claim(self, cur: Cursor, limit: int, lease_ms: int) -> list[Row]:
+        cur.execute(self.q["claim_due"], {"limit": limit, "lease_ms": lease_ms})
+        return list(cur.fetchall())
+
+    # -- API verbs -----------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._read() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> list[tuple[Task, bool]]:
+        results: list[tuple[Task, bool]] = []
+        with self._tx() as cur:
+            for new in tasks:
+                cur.execute(self.q["insert_task"], self._insert_params(new))
+                row = cur.fetchone()
+                if row is not None:
+                    results.append((self._task(row), True))
+                    continue
+                cur.execute(
+                    self.q["get_task_by_idempotency_key"],
+                    {"idempotency_key": new.idempotency_key},
+                )
+                existing = cur.fetchone()
+                assert existing is not None, "the insert was skipped for a row that is not there"
+                results.append((self._task(existing), False))
+        return results
+
+    def get(self, task_id: str) -> Task | None:
+        if not is_task_id(task_id):
+            return None
+        task_id = stored_task_id(task_id)
+        with self._read() as cur:
+            cur.execute(self.q["get_task"], {"id": task_id})
+            row = cur.fetchone()
+        return self._task(row) if row else None
+
+    def list_tasks(
+        self, status: TaskStatus | None, limit: int, before: int | None
+    ) -> tuple[list[Task], int | None]:
+        params = {"status": status.value if status else None, "before": before, "limit": limit + 1}
+        with self._read() as cur:
+            cur.execute(self.q["list_tasks"], params)
+            rows = cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [self._task(r) for r in rows], (rows[-1]["seq"] if more and rows else None)
+
+    def attempts(self, task_id: str) -> list[AttemptRecord] | None:
+        if not is_task_id(task_id):
+            return None
+        task_id = stored_task_id(task_id)
+        with self._read() as cur:
+            cur.execute(self.q["task_exists"], {"id": task_id})
+            if cur.fetchone() is None:
+                return None
+            cur.execute(self.q["list_attempts"], {"id": task_id})
+            rows = cur.fetchall()
+        return [
+            AttemptRecord(
+                attempt=r["attempt"],
+                started_at=self._time(r["started_at"]),
+                finished_at=self._time(r["finished_at"]) if r["finished_at"] else None,
+                duration_ms=r["duration_ms"],
+                status_code=r["status_code"],
+                error=r["error"],
+            )
+            for r in rows
+        ]
+
+    def cancel(self, task_id: str) -> Task:
+        return self._transition(task_id, "cancel_task", TaskStatus.CANCELLED)
+
+    def retry(self, task_id: str) -> Task:
+        return self._transition(task_id, "retry_task", None)
+
+    def _transition(self, task_id: str, query: str, unchanged_if: TaskStatus | None) -> Task:
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        task_id = stored_task_id(task_id)
+        with self._tx() as cur:
+            cur.execute(self.q[query], {"id": task_id})
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(self.q["get_task"], {"id": task_id})
+                row = cur.fetchone()
+                if row is None:
+                    raise TaskNotFound(task_id)
+                task = self._task(row)
+                if task.status != unchanged_if:
+                    raise TaskConflict(task, f"the task is {task.status.value}")
+        return self._task(row)
+
+    def get_config(self) -> RuntimeConfig:
+        with self._read() as cur:
+            cur.execute(self.q["get_config"])
+            row = cur.fetchone()
+        return RuntimeConfig(**dict(row)) if row else RuntimeConfig()
+
+    # -- dispatcher verbs ----------------------------------------------------------
+
+    def claim_due(self, limit: int, lease_ms: int) -> list[ClaimedTask]:
+        with self._tx() as cur:
+            rows = self._claim(cur, limit, lease_ms)
+        rows.sort(key=lambda r: (bool(r["has_failed"]), r["next_attempt_at"], r["seq"]))
+        return [
+            ClaimedTask(
+                id=r["id"],
+                webhook_url=r["webhook_url"],
+                webhook_auth=r["webhook_auth"],
+                execute_at=self._time(r["execute_at"]),
+                payload_json=r["payload_json"],
+                attempt=r["attempts"],
+                attempts_in_budget=r["attempts_in_budget"],
+                max_retries=r["max_retries"],
+            )
+            for r in rows
+        ]
+
+    def record_outcomes(self, outcomes: Sequence[RecordedOutcome]) -> None:
+        resolved, failed, finished = [], [], []
+        for item in outcomes:
+            o = item.outcome
+            key = {"id": item.task_id, "attempt": item.attempt}
+            finished.append(
+                {
+                    **key,
+                    "duration_ms": o.duration_ms,
+                    "status_code": o.status_code,
+                    "error": o.error,
+                }
+            )
+            if item.decision is None:
+                resolved.append({**key, "status_code": o.status_code})
+            else:
+                failed.append(
+                    {
+                        **key,
+                        "stale": item.decision.is_stale,
+                        "retry_in_ms": item.decision.retry_in_ms or 0,
+                        "error": o.error,
+                        "status_code": o.status_code,
+                    }
+                )
+        with self._tx() as cur:
+            self._batch(cur, self.q["resolve_task"], resolved)
+            self._batch(cur, self.q["fail_task"], failed)
+            self._batch(cur, self.q["finish_attempt"], finished)
+
+    # -- rows ----------------------------------------------------------------------
+
+    def _task(self, row: Row) -> Task:
+        return Task(
+            id=row["id"],
+            webhook_url=row["webhook_url"],
+            execute_at=self._time(row["execute_at"]),
+            status=TaskStatus(row["status"]),
+            attempts=row["attempts"],
+            max_retries=row["max_retries"],
+            next_attempt_at=self._time(row["next_attempt_at"]),
+            payload=self._payload(row["payload"]),
+            idempotency_key=row["idempotency_key"],
+            last_error=row["last_error"],
+            last_status_code=row["last_status_code"],
+            created_at=self._time(row["created_at"]),
+            updated_at=self._time(row["updated_at"]),
+            resolved_at=self._time(row["resolved_at"]) if row["resolved_at"] else None,
+        )

@@ -1,0 +1,299 @@
+"""The SQLite store: the embedded default, on the standard library's sqlite3.
+
+WAL mode lets readers go on while one writer writes. Every write transaction starts
+with BEGIN IMMEDIATE, so a claim takes the write lock before it reads what is due: two
+processes on one file can never claim the same task. Lock waits are absorbed by a busy
+timeout, and a transaction that still finds the file locked is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scheduler_core.migrations import load as load_migrations
+from scheduler_core.models import NewTask
+from scheduler_core.runtime_config import ConfigError, RuntimeConfig
+from scheduler_core.store.base import StoreUnavailable
+from scheduler_core.store.sql_store import LEASE_EXPIRED_ERROR, Cursor, Row, SqlStore
+from scheduler_core.store.sqlfiles import queries_for
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MINIMUM_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+BUSY_TIMEOUT_S = 5.0  # one wait for the write lock, inside SQLite
+LOCKED_RETRY_S = 30.0  # how long a transaction keeps retrying a locked file in all
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db` -> relative.db, `sqlite:////abs/x.db` -> /abs/x.db."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.lower().startswith("sqlite") or not rest.startswith("/"):
+        raise ValueError(f"not a SQLite URL: {url!r} (use sqlite:///path/to.db)")
+    path = rest[1:].split("?", 1)[0]
+    if path in {"", ":memory:"}:
+        raise ValueError(
+            "an in-memory SQLite database cannot be shared by the API and the dispatcher; "
+            "name a file: sqlite:///scheduler.db"
+        )
+    return path
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _load_queries() -> dict[str, str]:
+    raw = queries_for("sqlite")
+    columns = raw["task_columns"]
+    return {
+        name: sql.replace("{task_columns}", columns).replace("{now}", "scheduler_now()")
+        for name, sql in raw.items()
+    }
+
+
+class _TransactionClock:
+    """`{now}` in the queries, as the SQL function scheduler_now(): the database clock
+    read once when a write transaction begins, as PostgreSQL's now() is. Every time one
+    transaction writes is then the same instant: a failed attempt's finishedAt and the
+    task's nextAttemptAt, a claim's lease and the attempt's startedAt. (SQLite's own
+    'now' changes from one statement to the next.)"""
+
+    def __init__(self) -> None:
+        self.now: int | None = None
+
+    def set(self, now: int | None) -> None:
+        self.now = now
+
+    def read(self) -> int:
+        # Outside a write transaction (no query with {now} runs there): the live clock.
+        return self.now if self.now is not None else time.time_ns() // 1000
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class SqliteStore(SqlStore):
+    dialect = "sqlite"
+
+    def __init__(self, url: str, pool_size: int = 10):
+        if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
+            raise StoreUnavailable(
+                f"SQLite {sqlite3.sqlite_version} is too old: scheduler-core needs "
+                f"{'.'.join(map(str, MINIMUM_SQLITE))} or newer"
+            )
+        # Resolved once: connections open lazily, and a later chdir must not move them.
+        self.path = str(Path(sqlite_path(url)).absolute())
+        parent = Path(self.path).resolve().parent
+        if not parent.is_dir():
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {parent} is missing")
+        self.q = _load_queries()
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: an acknowledged enqueue survives a power cut, not only a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            clock = _TransactionClock()
+            conn.create_function("scheduler_now", 0, clock.read)
+            conn.create_function("scheduler_set_now", 1, clock.set)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
+            conn.execute("SELECT scheduler_set_now(NULL)")  # the transaction's {now} ends
+            with self._lock:
+                self._idle.append(conn)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
+        with self._connection() as conn:
+            self._begin(conn)
+            try:
+                yield conn.cursor()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Cursor]:
+        # A deferred transaction: one consistent snapshot, and no wait for the write lock
+        # (in WAL mode readers and the writer do not block each other).
+        with self._connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn.cursor()
+            finally:
+                conn.execute("ROLLBACK")
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting out other writers; StoreUnavailable if they never end."""
+        deadline = time.monotonic() + LOCKED_RETRY_S
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"SQLite database {self.path}: {exc}") from exc
+                log.warning("SQLite database is busy; waiting for the write lock")
+        # {now} of this transaction, read under the write lock (see _TransactionClock).
+        conn.execute(f"SELECT scheduler_set_now({queries_for('sqlite')['now']})")
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- how SQLite spells things ---------------------------------------------------
+
+    def _time(self, value: Any) -> datetime:
+        return from_micros(int(value))
+
+    def _payload(self, value: Any) -> Any:
+        import json
+
+        return json.loads(value) if value is not None else None
+
+    def _insert_params(self, new: NewTask) -> dict[str, Any]:
+        params = super()._insert_params(new)
+        if new.execute_at is not None:
+            params["execute_at"] = to_micros(new.execute_at)
+        return params
+
+    def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            cur.executemany(query, rows)  # type: ignore[attr-defined]
+
+    def _claim(self, cur: Cursor, limit: int, lease_ms: int) -> list[Row]:
+        rows = super()._claim(cur, limit, lease_ms)
+        self._batch(
+            cur, self.q["start_attempt"], [{"id": r["id"], "attempt": r["attempts"]} for r in rows]
+        )
+        return rows
+
+    # -- verbs SQLite spells its own way ---------------------------------------------
+
+    def migrate(self) -> list[str]:
+        applied: list[str] = []
+        with self._connection() as conn:
+            self._begin(conn)  # the write lock serialises processes migrating at once
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS scheduler_schema_migrations ("
+                    " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                    f" applied_at INTEGER NOT NULL DEFAULT ({queries_for('sqlite')['now']}))"
+                )
+                done = {
+                    r[0] for r in conn.execute("SELECT version FROM scheduler_schema_migrations")
+                }
+                for migration in load_migrations(self.dialect):
+                    if migration.version in done:
+                        continue
+                    for statement in split_statements(migration.sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO scheduler_schema_migrations (version, name) VALUES (?, ?)",
+                        (migration.version, migration.name),
+                    )
+                    applied.append(migration.name)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        for name in applied:
+            log.info("applied migration %s", name)
+        return applied
+
+    def update_config(self, columns: dict[str, int]) -> RuntimeConfig:
+        if columns:
+            # Column names come from runtime_config.BOUNDS, never from the request.
+            assignments = ", ".join(f"{name} = :{name}" for name in columns)
+            try:
+                with self._tx() as cur:
+                    cur.execute(
+                        f"UPDATE scheduler_config SET {assignments}, updated_at = "
+                        f"({queries_for('sqlite')['now']})",
+                        columns,
+                    )
+            except sqlite3.IntegrityError as exc:  # a concurrent change broke a CHECK
+                raise ConfigError({"_schema": [str(exc)]}) from None
+        return self.get_config()
+
+    def reap_expired_leases(self, config: RuntimeConfig) -> int:
+        with self._tx() as cur:
+            cur.execute(
+                self.q["reap_expired_leases"],
+                {"max_retries": config.max_retries, "error": LEASE_EXPIRED_ERROR},
+            )
+            reaped = list(cur.fetchall())
+            self._batch(
+                cur,
+                self.q["close_lost_attempt"],
+                [
+                    {"id": r["id"], "attempt": r["attempts"], "error": LEASE_EXPIRED_ERROR}
+                    for r in reaped
+                ],
+            )
+        for row in reaped:
+            log.warning("task=%s lease expired; it will be claimed again", row["id"])
+        return len(reaped)
+
+    def purge_expired(self, retention_hours: int, batch_size: int) -> int:
+        with self._tx() as cur:
+            cur.execute(
+                self.q["purge_expired"],
+                {"retention_hours": retention_hours, "batch_size": batch_size},
+            )
+            return int(cur.rowcount)  # type: ignore[attr-defined]
+
+
+def split_statements(script: str) -> list[str]:
+    """A migration script as single statements: sqlite3 runs one per execute(), and
+    executescript() would commit the migration's transaction half way."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if any(line.strip() and not line.strip().startswith("--") for line in pending.splitlines()):
+        raise ValueError(f"incomplete statement at the end of a migration: {pending[:80]!r}")
+    return statements
