@@ -56,6 +56,7 @@ def require_postgres() -> None:
         pytest.skip(message)
 
 
+@pytest.hookimpl(trylast=True)  # after the summary, so the last thing on screen
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _POSTGRES_PROBLEM and _POSTGRES_PROBLEM[0]:
         terminalreporter.write_sep("!", "PostgreSQL TESTS WERE SKIPPED", red=True, bold=True)
