@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -182,35 +183,29 @@ def get_attempts(task_id: str) -> Response:
     return jsonify({"attempts": attempt_output.dump(attempts, many=True)})
 
 
-@bp.delete("/<task_id>")
-def cancel_task(task_id: str) -> Response:
+def _change(task_id: str, change: Callable[[str], Task], refusal: str, event: str) -> Response:
+    """Apply a state change; 404 when the task is unknown, 409 when its state forbids it."""
     try:
-        task = _store().cancel(task_id)
+        task = change(task_id)
     except TaskNotFound:
         raise _not_found(task_id) from None
     except TaskConflict as exc:
-        raise ApiError(
-            409,
-            "conflict",
-            f"Cannot cancel: the task is {exc.task.status.value}.",
-            {"status": exc.task.status.value},
-        ) from None
-    log.info("task=%s cancelled", task.id)
+        status = exc.task.status.value
+        raise ApiError(409, "conflict", refusal.format(status=status), {"status": status}) from None
+    log.info("task=%s %s", task.id, event)
     return jsonify(_task_json(task))
+
+
+@bp.delete("/<task_id>")
+def cancel_task(task_id: str) -> Response:
+    return _change(task_id, _store().cancel, "Cannot cancel: the task is {status}.", "cancelled")
 
 
 @bp.post("/<task_id>/retry")
 def retry_task(task_id: str) -> Response:
-    try:
-        task = _store().retry(task_id)
-    except TaskNotFound:
-        raise _not_found(task_id) from None
-    except TaskConflict as exc:
-        raise ApiError(
-            409,
-            "conflict",
-            f"Only stale or cancelled tasks can be retried; this one is {exc.task.status.value}.",
-            {"status": exc.task.status.value},
-        ) from None
-    log.info("task=%s retried through the API", task.id)
-    return jsonify(_task_json(task))
+    return _change(
+        task_id,
+        _store().retry,
+        "Only stale or cancelled tasks can be retried; this one is {status}.",
+        "retried through the API",
+    )
