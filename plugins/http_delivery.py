@@ -1,12 +1,14 @@
 """Built-in delivery: an HTTP POST to the task's webhook URL.
 
 The callback timeout is a total deadline: connect, send and the bounded response read
-together. Redirects are not followed; at most MAX_RESPONSE_BYTES of the answer is read.
+together. Redirects are not followed; at most MAX_RESPONSE_BYTES of the answer's body is
+read, and a status line plus headers longer than MAX_HEADER_BYTES fail the attempt.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import threading
 import time
@@ -33,15 +35,53 @@ if TYPE_CHECKING:
 SCHEMES = ("http", "https")
 USER_AGENT = f"scheduler-core/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024
+# http.client alone lets 100 header lines of 64 KiB through: 6 MiB, ~50 MB once parsed.
+MAX_HEADER_BYTES = 64 * 1024
 ERROR_BODY_CHARS = 200
 
 _watchdog = SocketWatchdog()
 
 
+class ResponseHeadersTooLarge(http.client.HTTPException):
+    pass
+
+
+class _HeaderBudget:
+    """The response's reader while its head is parsed: MAX_HEADER_BYTES of lines in all."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self._left = MAX_HEADER_BYTES
+
+    def readline(self, limit: int = -1) -> bytes:
+        want = self._left + 1 if limit < 0 else min(limit, self._left + 1)
+        line: bytes = self._reader.readline(want)
+        self._left -= len(line)
+        if self._left < 0:
+            raise ResponseHeadersTooLarge(f"response headers over {MAX_HEADER_BYTES} bytes")
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
+class _BoundedResponse(http.client.HTTPResponse):
+    def begin(self) -> None:
+        reader = self.fp
+        self.fp = _HeaderBudget(reader)  # type: ignore[assignment]
+        try:
+            super().begin()
+        finally:
+            if isinstance(self.fp, _HeaderBudget):  # None once a bad status line closed it
+                self.fp = reader
+
+
 class _WatchedHTTPConnection(HTTPConnection):
+    response_class = _BoundedResponse
+
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        register_current(sock)  # before the TLS handshake, so it is bounded too
+        register_current(sock)
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
@@ -50,9 +90,11 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    response_class = _BoundedResponse
+
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        register_current(sock)
+        register_current(sock, before_tls=True)  # the handshake is bounded too
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:

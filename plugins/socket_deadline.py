@@ -3,6 +3,10 @@
 Socket timeouts apply per operation, so a receiver that trickles one byte every half
 second never trips them. A single watchdog thread shuts down every registered socket
 whose deadline has passed; the blocked read then fails at once.
+
+Wrapping a socket for TLS detaches it (its fileno becomes -1), so a socket that is about
+to be wrapped is watched through a duplicate descriptor: shutting the duplicate down
+shuts the connection down, and the TLS handshake is bounded by the deadline too.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ class SocketWatchdog:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int]] = []
-        self._live: dict[int, socket.socket] = {}
+        # token -> (socket, owned): an owned socket is a duplicate the watchdog closes
+        self._live: dict[int, tuple[socket.socket, bool]] = {}
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def watch(self, sock: socket.socket, deadline: float) -> int:
-        """Shut `sock` down at `deadline` (time.monotonic()) unless released first."""
+    def watch(self, sock: socket.socket, deadline: float, owned: bool = False) -> int:
+        """Shut `sock` down at `deadline` (time.monotonic()) unless released first.
+
+        An `owned` socket is closed by the watchdog once released or shut down.
+        """
         with self._cond:
             token = next(self._tokens)
-            self._live[token] = sock
+            self._live[token] = (sock, owned)
             heapq.heappush(self._heap, (deadline, token))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -39,7 +47,9 @@ class SocketWatchdog:
 
     def release(self, token: int) -> None:
         with self._cond:
-            self._live.pop(token, None)
+            entry = self._live.pop(token, None)
+            if entry is not None and entry[1]:
+                entry[0].close()
 
     def _run(self) -> None:
         while True:
@@ -52,10 +62,15 @@ class SocketWatchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                sock = self._live.pop(token, None)
-            if sock is not None:
+                entry = self._live.pop(token, None)
+                if entry is None:
+                    continue
+                # Under the lock: release() cannot close an owned socket meanwhile.
+                sock, owned = entry
                 with contextlib.suppress(OSError):  # already closed by its owner
                     sock.shutdown(socket.SHUT_RDWR)
+                if owned:
+                    sock.close()
 
 
 _local = threading.local()
@@ -78,13 +93,20 @@ class DeadlineScope:
         for token in self._tokens.values():
             self.watchdog.release(token)
 
-    def register(self, sock: socket.socket) -> None:
+    def register(self, sock: socket.socket, owned: bool = False) -> None:
         if id(sock) not in self._tokens:
-            self._tokens[id(sock)] = self.watchdog.watch(sock, self.deadline)
+            self._tokens[id(sock)] = self.watchdog.watch(sock, self.deadline, owned)
 
 
-def register_current(sock: socket.socket | None) -> None:
-    """Put `sock` under the current thread's deadline, if a scope is open."""
+def register_current(sock: socket.socket | None, before_tls: bool = False) -> None:
+    """Put `sock` under the current thread's deadline, if a scope is open.
+
+    `before_tls`: `sock` is about to be wrapped for TLS, which detaches it; watch a
+    duplicate instead, closed when the scope ends.
+    """
     scope: DeadlineScope | None = getattr(_local, "scope", None)
     if scope is not None and sock is not None:
-        scope.register(sock)
+        if before_tls:
+            scope.register(sock.dup(), owned=True)
+        else:
+            scope.register(sock)

@@ -8,6 +8,7 @@ later. That pause after the slowest callback is the throttle.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,10 @@ from scheduler_core.store.base import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 TICK_JOB_ID = "scheduler-core-tick"
-MAX_ERROR_BACKOFF_S = 30.0
+# A dispatcher resumes at most this long after the database is back.
+MAX_ERROR_BACKOFF_S = 10.0
+# The last write of outcomes starts at least this long before their leases run out.
+RECORD_MARGIN_S = 0.5
 PURGE_EVERY_S = 60.0
 PURGE_BATCH = 500
 # A plugin that ignores its deadline still cannot hold the tick much longer than this.
@@ -33,15 +37,25 @@ STRAGGLER_GRACE_S = 1.0
 
 
 class Dispatcher:
-    def __init__(self, store: Store, plugins: PluginManager):
+    def __init__(
+        self,
+        store: Store,
+        plugins: PluginManager,
+        *,
+        purge_every_s: float = PURGE_EVERY_S,
+        purge_batch: int = PURGE_BATCH,
+    ):
         self.store = store
         self.plugins = plugins
+        # Retention: at most one batch per tick; after a partial batch, pause this long.
+        self.purge_every_s = purge_every_s
+        self.purge_batch = purge_batch
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._stopping = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_size = 0
         self._error_streak = 0
-        self._last_purge = 0.0
+        self._last_purge = -math.inf  # the first tick purges, however young the clock
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -113,7 +127,10 @@ class Dispatcher:
             lease_ends = time.monotonic() + config.lease_ms / 1000
             outcomes = self.deliver_all(tasks, config)
             self._record(outcomes, lease_ends)
-        self._maybe_purge(config)
+        try:
+            self._maybe_purge(config)
+        except Exception:  # retention can wait; it must not delay the next claims
+            log.exception("retention purge failed; trying again next tick")
         return config
 
     def deliver_all(self, tasks: list[ClaimedTask], config: RuntimeConfig) -> list[RecordedOutcome]:
@@ -193,7 +210,9 @@ class Dispatcher:
                 self.store.record_outcomes(outcomes)
                 return
             except StoreUnavailable as exc:
-                if time.monotonic() + pause >= lease_ends:
+                # The last try goes just before the lease runs out, not a backoff early.
+                pause = min(pause, lease_ends - RECORD_MARGIN_S - time.monotonic())
+                if pause <= 0:
                     log.error(
                         "could not record %d outcomes before their leases ran out (%s);"
                         " the tasks will be delivered again",
@@ -217,10 +236,10 @@ class Dispatcher:
 
     def _maybe_purge(self, config: RuntimeConfig) -> None:
         now = time.monotonic()
-        if now - self._last_purge < PURGE_EVERY_S:
+        if now - self._last_purge < self.purge_every_s:
             return
-        deleted = self.store.purge_expired(config.retention_hours, PURGE_BATCH)
-        if deleted < PURGE_BATCH:  # a full batch means more to do: go on next tick
+        deleted = self.store.purge_expired(config.retention_hours, self.purge_batch)
+        if deleted < self.purge_batch:  # a full batch means more to do: go on next tick
             self._last_purge = now
         if deleted:
             log.info(

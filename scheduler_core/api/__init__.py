@@ -27,6 +27,8 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # No 308 with an HTML page for /api/v1/tasks//attempts: an empty segment is a JSON 404.
+    app.url_map.merge_slashes = False
     app.extensions["scheduler_settings"] = settings
     app.extensions["scheduler_plugins"] = plugins or PluginManager(settings)
     app.extensions["scheduler_store"] = store or open_store(settings.database_url)

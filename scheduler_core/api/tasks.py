@@ -139,7 +139,8 @@ def list_tasks() -> Response:
     limit = DEFAULT_LIMIT
     if args.get("limit") is not None:
         raw = args["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        # ASCII only: "²".isdigit() is True but int() refuses it; "５" would pass as 5
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise ApiError(
                 400,
                 "validation_error",

@@ -129,11 +129,3 @@ class PostgresStore(SqlStore):
         for row in reaped:
             log.warning("task=%s lease expired; it will be claimed again", row["task_id"])
         return len(reaped)
-
-    def purge_expired(self, retention_hours: int, batch_size: int) -> int:
-        with self._tx() as cur:
-            cur.execute(
-                self.q["purge_expired"],
-                {"retention_hours": retention_hours, "batch_size": batch_size},
-            )
-            return int(cur.rowcount)  # type: ignore[attr-defined]

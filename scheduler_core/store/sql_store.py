@@ -44,7 +44,8 @@ class Cursor(Protocol):
 
 
 def is_task_id(value: str) -> bool:
-    return bool(_UUID.match(value))
+    # fullmatch: `$` alone also matches before a trailing newline, which uuid.UUID refuses
+    return bool(_UUID.fullmatch(value))
 
 
 def stored_task_id(value: str) -> str:
@@ -242,6 +243,14 @@ class SqlStore(ABC):
             self._batch(cur, self.q["resolve_task"], resolved)
             self._batch(cur, self.q["fail_task"], failed)
             self._batch(cur, self.q["finish_attempt"], finished)
+
+    def purge_expired(self, retention_hours: int, batch_size: int) -> int:
+        with self._tx() as cur:
+            cur.execute(
+                self.q["purge_expired"],
+                {"retention_hours": retention_hours, "batch_size": batch_size},
+            )
+            return int(cur.rowcount)  # type: ignore[attr-defined]
 
     # -- rows ----------------------------------------------------------------------
 

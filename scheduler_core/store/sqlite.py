@@ -276,14 +276,6 @@ class SqliteStore(SqlStore):
             log.warning("task=%s lease expired; it will be claimed again", row["id"])
         return len(reaped)
 
-    def purge_expired(self, retention_hours: int, batch_size: int) -> int:
-        with self._tx() as cur:
-            cur.execute(
-                self.q["purge_expired"],
-                {"retention_hours": retention_hours, "batch_size": batch_size},
-            )
-            return int(cur.rowcount)  # type: ignore[attr-defined]
-
 
 def split_statements(script: str) -> list[str]:
     """A migration script as single statements: sqlite3 runs one per execute(), and
