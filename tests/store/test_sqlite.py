@@ -307,8 +307,12 @@ def test_claims_are_atomic_against_api_threads_enqueueing_at_the_same_moment(
 
         return run
 
+    # Built here, not in the threads: building Flask apps in several threads at once trips
+    # CPython 3.11's "AST constructor recursion depth mismatch" (gh-106905).
+    clients = [make_client(store, url) for _ in range(3)]
+
     def enqueue_loop(n: int) -> None:
-        client = make_client(store, url)
+        client = clients[n]
         batch = 0
         while not stop.is_set():
             batch += 1
