@@ -43,6 +43,7 @@ class PluginLoadError(RuntimeError):
 class PluginManager:
     def __init__(self, settings: Settings, extra_plugins: tuple[object, ...] = ()):
         self.settings = settings
+        self._schemes: frozenset[str] | None = None
         self._pm = pluggy.PluginManager(PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         for name in DEFAULT_PLUGINS:
@@ -96,6 +97,7 @@ class PluginManager:
 
     def register(self, plugin: object, name: str | None = None) -> None:
         self._pm.register(plugin, name=name)
+        self._schemes = None  # a new plugin may claim new schemes
 
     def module(self, name: str) -> ModuleType | None:
         plugin = self._pm.get_plugin(name)
@@ -104,10 +106,13 @@ class PluginManager:
     # -- hooks ---------------------------------------------------------------------
 
     def delivery_schemes(self) -> frozenset[str]:
-        schemes: set[str] = set()
-        for answer in self._pm.hook.scheduler_delivery_schemes():
-            schemes.update(s.lower() for s in answer or ())
-        return frozenset(schemes)
+        # Asked on every enqueue; the answer changes only when a plugin is registered.
+        if self._schemes is None:
+            schemes: set[str] = set()
+            for answer in self._pm.hook.scheduler_delivery_schemes():
+                schemes.update(s.lower() for s in answer or ())
+            self._schemes = frozenset(schemes)
+        return self._schemes
 
     def deliver(self, task: ClaimedTask, deadline: float) -> DeliveryOutcome:
         try:

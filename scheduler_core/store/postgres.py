@@ -12,8 +12,8 @@ import psycopg2
 import psycopg2.extras
 
 from scheduler_core.migrations import load as load_migrations
-from scheduler_core.runtime_config import ConfigError, RuntimeConfig
-from scheduler_core.store.pool import ConnectionPool, first_line
+from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.store.pool import ConnectionPool
 from scheduler_core.store.sql_store import LEASE_EXPIRED_ERROR, Cursor, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
 
@@ -31,6 +31,8 @@ def _load_queries() -> dict[str, str]:
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
+    now_sql = "now()"
+    integrity_error = psycopg2.IntegrityError
 
     def __init__(self, url: str, pool_size: int = 10):
         dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
@@ -64,6 +66,9 @@ class PostgresStore(SqlStore):
 
     def _payload(self, value: Any) -> Any:
         return value  # psycopg2 parses json columns
+
+    def _placeholder(self, name: str) -> str:
+        return f"%({name})s"
 
     def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
         psycopg2.extras.execute_batch(cur, query, rows, page_size=200)
@@ -106,19 +111,6 @@ class PostgresStore(SqlStore):
                     cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
         return applied
 
-    def update_config(self, columns: dict[str, int]) -> RuntimeConfig:
-        if columns:
-            # Column names come from runtime_config.BOUNDS, never from the request.
-            assignments = ", ".join(f"{name} = %({name})s" for name in columns)
-            try:
-                with self._tx() as cur:
-                    cur.execute(
-                        f"UPDATE scheduler_config SET {assignments}, updated_at = now()", columns
-                    )
-            except psycopg2.IntegrityError as exc:  # a concurrent change broke a CHECK
-                raise ConfigError({"_schema": [first_line(exc)]}) from None
-        return self.get_config()
-
     def reap_expired_leases(self, config: RuntimeConfig) -> int:
         with self._tx() as cur:
             cur.execute(
@@ -126,6 +118,4 @@ class PostgresStore(SqlStore):
                 {"max_retries": config.max_retries, "error": LEASE_EXPIRED_ERROR},
             )
             reaped = cur.fetchall()
-        for row in reaped:
-            log.warning("task=%s lease expired; it will be claimed again", row["task_id"])
-        return len(reaped)
+        return self._log_reaped(reaped)

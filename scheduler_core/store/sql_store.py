@@ -8,6 +8,7 @@ both backends keep the same semantics.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -24,8 +25,10 @@ from scheduler_core.models import (
     Task,
     TaskStatus,
 )
-from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.runtime_config import ConfigError, RuntimeConfig
 from scheduler_core.store.base import TaskConflict, TaskNotFound
+
+log = logging.getLogger(__name__)
 
 LEASE_EXPIRED_ERROR = "lease expired: the dispatcher stopped before recording an outcome"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
@@ -62,6 +65,8 @@ def new_task_id() -> str:
 class SqlStore(ABC):
     dialect: str
     q: dict[str, str]
+    now_sql: str  # the database clock in SQL, as the backend's time columns spell it
+    integrity_error: type[Exception]  # what the driver raises for a broken CHECK
 
     @abstractmethod
     def _tx(self) -> AbstractContextManager[Cursor]:
@@ -70,6 +75,10 @@ class SqlStore(ABC):
     def _read(self) -> AbstractContextManager[Cursor]:
         """A cursor for reads only; backends whose writes serialise can read in parallel."""
         return self._tx()
+
+    @abstractmethod
+    def _placeholder(self, name: str) -> str:
+        """The driver's named parameter, e.g. %(name)s or :name."""
 
     @abstractmethod
     def _time(self, value: Any) -> datetime:
@@ -194,7 +203,24 @@ class SqlStore(ABC):
             row = cur.fetchone()
         return RuntimeConfig(**dict(row)) if row else RuntimeConfig()
 
+    def update_config(self, columns: dict[str, int]) -> RuntimeConfig:
+        if columns:
+            # Column names come from runtime_config.BOUNDS, never from the request.
+            assignments = ", ".join(f"{name} = {self._placeholder(name)}" for name in columns)
+            query = f"UPDATE scheduler_config SET {assignments}, updated_at = {self.now_sql}"
+            try:
+                with self._tx() as cur:
+                    cur.execute(query, columns)
+            except self.integrity_error as exc:  # a concurrent change broke a CHECK
+                raise ConfigError({"_schema": [str(exc).strip().splitlines()[0]]}) from None
+        return self.get_config()
+
     # -- dispatcher verbs ----------------------------------------------------------
+
+    def _log_reaped(self, reaped: Sequence[Row]) -> int:
+        for row in reaped:
+            log.warning("task=%s lease expired; it will be claimed again", row["id"])
+        return len(reaped)
 
     def claim_due(self, limit: int, lease_ms: int) -> list[ClaimedTask]:
         with self._tx() as cur:

@@ -8,6 +8,7 @@ timeout, and a transaction that still finds the file locked is retried.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.models import NewTask
-from scheduler_core.runtime_config import ConfigError, RuntimeConfig
+from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.store.base import StoreUnavailable
 from scheduler_core.store.sql_store import LEASE_EXPIRED_ERROR, Cursor, Row, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
@@ -88,6 +89,8 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 
 class SqliteStore(SqlStore):
     dialect = "sqlite"
+    now_sql = "scheduler_now()"  # the transaction's clock, see _TransactionClock
+    integrity_error = sqlite3.IntegrityError
 
     def __init__(self, url: str, pool_size: int = 10):
         if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
@@ -187,8 +190,6 @@ class SqliteStore(SqlStore):
         return from_micros(int(value))
 
     def _payload(self, value: Any) -> Any:
-        import json
-
         return json.loads(value) if value is not None else None
 
     def _insert_params(self, new: NewTask) -> dict[str, Any]:
@@ -196,6 +197,9 @@ class SqliteStore(SqlStore):
         if new.execute_at is not None:
             params["execute_at"] = to_micros(new.execute_at)
         return params
+
+    def _placeholder(self, name: str) -> str:
+        return f":{name}"
 
     def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -242,21 +246,6 @@ class SqliteStore(SqlStore):
             log.info("applied migration %s", name)
         return applied
 
-    def update_config(self, columns: dict[str, int]) -> RuntimeConfig:
-        if columns:
-            # Column names come from runtime_config.BOUNDS, never from the request.
-            assignments = ", ".join(f"{name} = :{name}" for name in columns)
-            try:
-                with self._tx() as cur:
-                    cur.execute(
-                        f"UPDATE scheduler_config SET {assignments}, updated_at = "
-                        f"({queries_for('sqlite')['now']})",
-                        columns,
-                    )
-            except sqlite3.IntegrityError as exc:  # a concurrent change broke a CHECK
-                raise ConfigError({"_schema": [str(exc)]}) from None
-        return self.get_config()
-
     def reap_expired_leases(self, config: RuntimeConfig) -> int:
         with self._tx() as cur:
             cur.execute(
@@ -272,9 +261,7 @@ class SqliteStore(SqlStore):
                     for r in reaped
                 ],
             )
-        for row in reaped:
-            log.warning("task=%s lease expired; it will be claimed again", row["id"])
-        return len(reaped)
+        return self._log_reaped(reaped)
 
 
 def split_statements(script: str) -> list[str]:

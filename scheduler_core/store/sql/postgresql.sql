@@ -80,7 +80,7 @@ UPDATE scheduler_attempts a
 SET finished_at = now(), error = %(error)s
 FROM reaped
 WHERE a.task_id = reaped.id AND a.attempt = reaped.attempts AND a.finished_at IS NULL
-RETURNING a.task_id::text
+RETURNING a.task_id::text AS id
 
 -- name: claim_due
 -- Two range scans of the due index (never failed, then failed), merged in claim order.
