@@ -1,18 +1,20 @@
-"""Built-in delivery: an HTTP POST to the task's webhook URL.
+"""Built-in delivery: the core's callback as an HTTP POST, with requests.
 
-The callback timeout is a total deadline: connect, send and the bounded response read
-together. Redirects are not followed; at most MAX_RESPONSE_BYTES of the answer's body is
-read, and a status line plus headers longer than MAX_HEADER_BYTES fail the attempt.
+The attempt's deadline bounds everything: name resolution (through
+``scheduler_core.resolver``, on its own threads), connecting to the address it returned,
+the TLS handshake, sending, and reading the answer. No byte is written after the deadline.
+Redirects are not followed; informational 1xx answers are read past; the status line and
+headers may take MAX_HEADER_BYTES in all, and at most MAX_RESPONSE_BYTES of the body is
+read, raw, never decompressed. What came back is reported as raw facts: the core judges.
 """
 
 from __future__ import annotations
 
-import email.utils
 import http.client
-import json
+import socket
+import ssl
 import threading
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,24 +22,50 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+)
 
-from scheduler_core import __version__
 from scheduler_core.hookspecs import hookimpl
-from scheduler_core.models import DeliveryOutcome
-from scheduler_core.plugins.socket_deadline import DeadlineScope, SocketWatchdog, register_current
+from scheduler_core.models import DeliveryReport
+from scheduler_core.plugins.socket_deadline import (
+    DeadlineExceeded,
+    DeadlineScope,
+    SocketWatchdog,
+    current_scope,
+    register_current,
+)
+from scheduler_core.resolver import (
+    ConnectTimeout,
+    ResolutionError,
+    ResolutionTimeout,
+    connect,
+    default_resolver,
+)
 
 if TYPE_CHECKING:
-    import socket
-
-    from scheduler_core.models import ClaimedTask
-    from scheduler_core.settings import Settings
+    from scheduler_core.models import Callback
 
 SCHEMES = ("http", "https")
-USER_AGENT = f"scheduler-core/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024
 # http.client alone lets 100 header lines of 64 KiB through: 6 MiB, ~50 MB once parsed.
 MAX_HEADER_BYTES = 64 * 1024
-ERROR_BODY_CHARS = 200
+# Connections kept alive per target host, and target hosts kept in the pool.
+POOL_PER_HOST = 64
+POOL_HOSTS = 256
+
+# What the attempt was doing when its deadline passed, as the error will say it.
+TIMEOUT_STEPS = {
+    "start": "the attempt did not start",
+    "name resolution": "name resolution did not finish",
+    "connect": "could not connect",
+    "tls handshake": "the TLS handshake did not finish",
+    "send": "could not send the request",
+    "response": "no complete response",
+}
 
 _watchdog = SocketWatchdog()
 
@@ -47,7 +75,8 @@ class ResponseHeadersTooLarge(http.client.HTTPException):
 
 
 class _HeaderBudget:
-    """The response's reader while its head is parsed: MAX_HEADER_BYTES of lines in all."""
+    """The response's reader while its head is parsed: MAX_HEADER_BYTES of lines in all,
+    interim 1xx answers included."""
 
     def __init__(self, reader: Any) -> None:
         self._reader = reader
@@ -75,108 +104,130 @@ class _BoundedResponse(http.client.HTTPResponse):
             if isinstance(self.fp, _HeaderBudget):  # None once a bad status line closed it
                 self.fp = reader
 
+    def _read_status(self) -> tuple[str, int, str]:
+        # Only a final answer counts: skip informational ones (100, 102, 103...); 101 is
+        # a protocol switch nobody asked for, left for the core to judge.
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            while True:  # the interim answer's header block, under the same budget
+                line = self.fp.readline(http.client._MAXLINE + 1)  # type: ignore[attr-defined]
+                if len(line) > http.client._MAXLINE:  # type: ignore[attr-defined]
+                    raise http.client.LineTooLong("header line")
+                if line in (b"\r\n", b"\n", b""):
+                    break
 
-class _WatchedHTTPConnection(HTTPConnection):
+
+class _DeadlineConnection(HTTPConnection):
+    """A connection that resolves and connects through scheduler_core.resolver within the
+    attempt's deadline, and writes nothing after it."""
+
     response_class = _BoundedResponse
+    tls = False
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        register_current(sock)
+        scope = current_scope()
+        deadline = scope.deadline if scope else time.monotonic() + 30.0
+        _step(scope, "name resolution")
+        try:
+            addresses = default_resolver.resolve(self._dns_host, self.port, deadline)
+        except ResolutionTimeout:
+            raise ConnectTimeoutError(self, "name resolution timed out") from None
+        except ResolutionError as exc:
+            if scope is not None:
+                scope.failure = f"dns error: {exc}"
+            raise NameResolutionError(self.host, self, socket.gaierror(str(exc))) from None
+        _step(scope, "connect")
+        try:
+            sock = connect(addresses, deadline, self.socket_options or (), self.source_address)
+        except ConnectTimeout:
+            raise ConnectTimeoutError(self, "connect timed out") from None
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+        register_current(sock, before_tls=self.tls)  # a TLS handshake is bounded too
+        if self.tls:
+            _step(scope, "tls handshake")
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         register_current(self.sock)  # a kept-alive connection is reused without _new_conn
         super().request(*args, **kwargs)
 
+    def send(self, data: Any) -> None:
+        if self.sock is None:
+            self.connect()  # http.client would connect inside send(), after any check here
+        scope = current_scope()
+        if scope is not None:
+            scope.step = "send"
+            scope.before_send()
+        super().send(data)
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    response_class = _BoundedResponse
+    def getresponse(self) -> Any:
+        _step(current_scope(), "response")
+        return super().getresponse()
 
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        register_current(sock, before_tls=True)  # the handshake is bounded too
-        return sock
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        register_current(self.sock)
-        super().request(*args, **kwargs)
+class _DeadlineHTTPSConnection(_DeadlineConnection, HTTPSConnection):
+    tls = True
 
 
 class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+    ConnectionCls = _DeadlineConnection
 
 
 class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+    ConnectionCls = _DeadlineHTTPSConnection
 
 
-class _WatchedAdapter(HTTPAdapter):
+class _DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-_sessions = threading.local()
+def _step(scope: DeadlineScope | None, step: str) -> None:
+    if scope is not None:
+        scope.step = step
 
 
-def _session() -> requests.Session:
-    """One keep-alive session per delivery thread: requests sessions are not thread-safe."""
-    session: requests.Session | None = getattr(_sessions, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxy variables, no .netrc credentials
-        adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=1, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _sessions.session = session
-    return session
+_adapter_lock = threading.Lock()
+_adapter: _DeadlineAdapter | None = None
 
 
-def callback_headers(task: ClaimedTask) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "Accept-Encoding": "identity",
-        "User-Agent": USER_AGENT,
-        "X-Scheduler-Task-Id": task.id,
-        "X-Scheduler-Attempt": str(task.attempt),
-    }
-    if task.webhook_auth is not None:
-        headers["Authorization"] = task.webhook_auth
-    return headers
+def adapter() -> _DeadlineAdapter:
+    """One adapter, thread-safe, keeping connections alive per target host.
+
+    The adapter is used directly, not through a Session: Session.send() reads a redirect's
+    whole body (decompressed) to release its connection, which a receiver could make
+    arbitrarily large.
+    """
+    global _adapter
+    with _adapter_lock:
+        if _adapter is None:
+            _adapter = _DeadlineAdapter(
+                pool_connections=POOL_HOSTS, pool_maxsize=POOL_PER_HOST, max_retries=0
+            )
+        return _adapter
 
 
 def _as_given(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
-def callback_body(task: ClaimedTask) -> bytes:
-    # The payload is spliced in as stored: no second parse, key order kept.
-    return (
-        f'{{"taskId": {json.dumps(task.id)}, '
-        f'"executeAt": {json.dumps(format_timestamp(task.execute_at))}, '
-        f'"attempt": {task.attempt}, "payload": {task.payload_json}}}'
-    ).encode()
-
-
-def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> int | None:
-    """Retry-After as milliseconds: delta-seconds or an HTTP date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # "²".isdigit() is True, int("²") raises
-        return int(value) * 1000
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = when - (now or datetime.now(UTC))
-    return max(0, int(delta.total_seconds() * 1000))
+def prepare(callback: Callback) -> requests.PreparedRequest:
+    headers = {**callback.headers, "Accept-Encoding": "identity"}
+    request = requests.PreparedRequest()
+    request.prepare(
+        method="POST",
+        url=callback.url,
+        headers=headers,
+        data=callback.body,
+        # With webhookAuth, a no-op auth keeps requests from replacing it with the URL's
+        # user:password; without, the URL's user:password is sent as Basic auth.
+        auth=_as_given if "Authorization" in callback.headers else None,
+    )
+    return request
 
 
 @hookimpl
@@ -185,39 +236,31 @@ def scheduler_delivery_schemes() -> list[str]:
 
 
 @hookimpl(trylast=True)
-def scheduler_deliver(
-    task: ClaimedTask, deadline: float, settings: Settings
-) -> DeliveryOutcome | None:
-    if urlsplit(task.webhook_url).scheme.lower() not in SCHEMES:
+def scheduler_deliver(callback: Callback, deadline: float) -> DeliveryReport | None:
+    if urlsplit(callback.url).scheme.lower() not in SCHEMES:
         return None
-    return post_callback(task, deadline)
+    return post(callback, deadline)
 
 
-def post_callback(task: ClaimedTask, deadline: float) -> DeliveryOutcome:
-    started = time.monotonic()
-    budget_s = max(0.0, deadline - started)
-
-    def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
-
-    with DeadlineScope(_watchdog, deadline):
+def post(callback: Callback, deadline: float) -> DeliveryReport:
+    """POST `callback` and read the answer, all before `deadline` (time.monotonic())."""
+    with DeadlineScope(_watchdog, deadline) as scope:
         try:
-            remaining = max(deadline - time.monotonic(), 0.001)
-            response = _session().post(
-                task.webhook_url,
-                data=callback_body(task),
-                headers=callback_headers(task),
-                # A no-op auth stops requests replacing webhookAuth with the URL's user:pass.
-                auth=_as_given if task.webhook_auth is not None else None,
-                timeout=(remaining, remaining),
-                allow_redirects=False,
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded("no time left")
+            response = adapter().send(
+                prepare(callback),
                 stream=True,
+                timeout=(remaining, remaining),
+                verify=True,
+                proxies={},
             )
             try:
                 # Raw bytes: no decompression, so a small gzip bomb stays small.
                 body = response.raw.read(MAX_RESPONSE_BYTES, decode_content=False) or b""
                 if time.monotonic() > deadline:
-                    raise requests.exceptions.ReadTimeout("deadline passed")
+                    raise DeadlineExceeded("the answer was not read in time")
             except BaseException:
                 response.close()
                 raise
@@ -226,53 +269,61 @@ def post_callback(task: ClaimedTask, deadline: float) -> DeliveryOutcome:
             else:
                 response.close()  # the rest is never read, so the connection is spent
         except Exception as exc:  # every failure mode is a failed attempt with a reason
-            timed_out = time.monotonic() >= deadline - 0.01
-            return DeliveryOutcome(
-                ok=False,
-                error=describe_error(exc, timed_out, budget_s),
-                duration_ms=elapsed_ms(),
-            )
-    status = response.status_code
-    if 200 <= status < 300:
-        return DeliveryOutcome(ok=True, status_code=status, duration_ms=elapsed_ms())
-    return DeliveryOutcome(
-        ok=False,
-        status_code=status,
-        error=describe_status(status, body),
-        duration_ms=elapsed_ms(),
-        retry_after_ms=parse_retry_after(response.headers.get("Retry-After")),
+            return _failure(exc, scope)
+    return DeliveryReport.answered(
+        response.status_code, dict(response.headers), body, sent_at=scope.sent_at
     )
 
 
-def describe_status(status: int, body: bytes) -> str:
-    message = f"HTTP {status}"
-    if 300 <= status < 400:
-        message += " (redirects are not followed)"
-    snippet = body[:ERROR_BODY_CHARS].decode("utf-8", "replace").strip()
-    if snippet:
-        message += f": {' '.join(snippet.split())}"
-    return message
+def _failure(exc: Exception, scope: DeadlineScope) -> DeliveryReport:
+    if _is_timeout(exc) or time.monotonic() >= scope.deadline - 0.01:
+        step = TIMEOUT_STEPS.get(scope.step, "no complete response")
+        return DeliveryReport.failed(step, timed_out=True, sent_at=scope.sent_at)
+    return DeliveryReport.failed(scope.failure or describe_error(exc), sent_at=scope.sent_at)
 
 
-def describe_error(exc: Exception, timed_out: bool, budget_s: float) -> str:
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"timeout: could not connect within {budget_s:.1f} s"
-    if timed_out or isinstance(exc, requests.exceptions.Timeout):
-        return f"timeout: no complete response within {budget_s:.1f} s"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"tls error: {_short(text)}"
-    if "NameResolutionError" in text or "Name or service not known" in text:
-        return f"dns error: {_short(text)}"
-    if "Connection refused" in text:
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.Timeout | DeadlineExceeded):
+        return True
+    return isinstance(root_cause(exc), TimeoutError | socket.timeout)
+
+
+def error_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the errors under it, outermost first, through requests' and urllib3's
+    wrappers (MaxRetryError.reason, ProtocolError's second argument, `raise ... from`)."""
+    chain = [exc]
+    while True:
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in exc.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            inner = exc.__cause__
+        if inner is None or any(inner is seen for seen in chain):
+            return chain
+        chain.append(inner)
+        exc = inner
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    return error_chain(exc)[-1]
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failure as a few words and the innermost error, never the URL (it may carry a
+    token in its query)."""
+    chain = error_chain(exc)
+    root = chain[-1]
+    text = f"{type(root).__name__}: {root}" if str(root) else type(root).__name__
+    if any(isinstance(e, ProtocolError) for e in chain):
+        text = f"connection aborted: {text}"  # the connection broke mid-exchange
+    if isinstance(root, ssl.SSLError) or isinstance(exc, requests.exceptions.SSLError):
+        return f"tls error: {text}"
+    if isinstance(root, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"connection error: {_short(text)}"
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
-        return f"invalid url: {_short(text)}"
-    return f"delivery error: {type(exc).__name__}: {_short(text)}"
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        return f"invalid url: {type(exc).__name__}"
+    if isinstance(root, OSError | http.client.HTTPException) or isinstance(
+        exc, requests.exceptions.ConnectionError
+    ):
+        return f"connection error: {text}"
+    return f"delivery error: {text}"

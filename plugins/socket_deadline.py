@@ -76,13 +76,33 @@ class SocketWatchdog:
 _local = threading.local()
 
 
+class DeadlineExceeded(TimeoutError):
+    """The attempt's deadline passed before a byte could be sent."""
+
+
 class DeadlineScope:
-    """Within the scope, every socket the current thread registers obeys `deadline`."""
+    """Within the scope, every socket the current thread registers obeys `deadline`.
+
+    The scope also notes how far the attempt got (`step`, for the error message), when
+    its first byte was sent (`sent_at`), and a clean description of a failure that the
+    HTTP stack would wrap in layers of its own (`failure`).
+    """
 
     def __init__(self, watchdog: SocketWatchdog, deadline: float):
         self.watchdog = watchdog
         self.deadline = deadline
+        self.step = "start"
+        self.sent_at: float | None = None
+        self.failure: str | None = None
         self._tokens: dict[int, int] = {}
+
+    def before_send(self) -> None:
+        """Called before each write: no byte leaves after the deadline."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            raise DeadlineExceeded("the deadline passed before the request was sent")
+        if self.sent_at is None:
+            self.sent_at = now
 
     def __enter__(self) -> DeadlineScope:
         _local.scope = self
@@ -96,6 +116,11 @@ class DeadlineScope:
     def register(self, sock: socket.socket, owned: bool = False) -> None:
         if id(sock) not in self._tokens:
             self._tokens[id(sock)] = self.watchdog.watch(sock, self.deadline, owned)
+
+
+def current_scope() -> DeadlineScope | None:
+    scope: DeadlineScope | None = getattr(_local, "scope", None)
+    return scope
 
 
 def register_current(sock: socket.socket | None, before_tls: bool = False) -> None:

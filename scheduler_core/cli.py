@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -19,12 +20,20 @@ from scheduler_core.logs import setup_logging
 from scheduler_core.plugin_manager import PluginLoadError, PluginManager
 from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
 from scheduler_core.serving import drain, stop_listening
-from scheduler_core.settings import Settings
+from scheduler_core.settings import DEFAULT_DELIVERY_THREADS, MAX_DELIVERY_THREADS, Settings
 from scheduler_core.store import Store, StoreError, open_store
 
 log = logging.getLogger("scheduler_core.cli")
 
 API_DRAIN_SECONDS = 5.0
+
+delivery_threads_option = click.option(
+    "--delivery-threads",
+    type=click.IntRange(1, MAX_DELIVERY_THREADS),
+    default=None,
+    help=f"Callbacks in flight at once, at most [env SCHEDULER_DELIVERY_THREADS; "
+    f"default {DEFAULT_DELIVERY_THREADS}]",
+)
 
 database_url_option = click.option(
     "--database-url",
@@ -34,11 +43,14 @@ database_url_option = click.option(
 )
 
 
-def _settings(database_url: str | None) -> Settings:
+def _settings(database_url: str | None, delivery_threads: int | None = None) -> Settings:
     try:
-        return Settings.from_env(database_url)
+        settings = Settings.from_env(database_url)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if delivery_threads is not None:  # a flag overrides the environment
+        settings = dataclasses.replace(settings, delivery_threads=delivery_threads)
+    return settings
 
 
 def _plugins(settings: Settings) -> PluginManager:
@@ -123,9 +135,15 @@ def cli(log_level: str) -> None:
     help="HTTP worker threads",
 )
 @click.option("--no-dispatcher", is_flag=True, help="Serve the API only; deliver nothing.")
+@delivery_threads_option
 @database_url_option
 def serve(
-    host: str, port: int, threads: int, no_dispatcher: bool, database_url: str | None
+    host: str,
+    port: int,
+    threads: int,
+    no_dispatcher: bool,
+    delivery_threads: int | None,
+    database_url: str | None,
 ) -> None:
     """Serve the HTTP API, with the dispatcher in the same process."""
     import waitress
@@ -133,11 +151,16 @@ def serve(
     from scheduler_core.api import create_app
     from scheduler_core.dispatcher import Dispatcher
 
-    settings = _settings(database_url)
+    settings = _settings(database_url, delivery_threads)
     plugins = _plugins(settings)
-    store = _open_migrated_store(settings, pool_size=threads + 2)
+    # API threads, plus the dispatcher's loop, recorder and retention.
+    store = _open_migrated_store(settings, pool_size=threads + 4)
     app = create_app(settings, store=store, plugins=plugins)
-    dispatcher = None if no_dispatcher else Dispatcher(store, plugins)
+    dispatcher = (
+        None
+        if no_dispatcher
+        else Dispatcher(store, plugins, delivery_threads=settings.delivery_threads)
+    )
     try:
         server: Any = waitress.create_server(  # type: ignore[attr-defined]
             app, host=host, port=port, threads=threads, ident=f"scheduler-core/{__version__}"
@@ -178,15 +201,16 @@ def serve(
 
 
 @cli.command()
+@delivery_threads_option
 @database_url_option
-def worker(database_url: str | None) -> None:
+def worker(delivery_threads: int | None, database_url: str | None) -> None:
     """Run the dispatcher alone, to scale delivery out."""
     from scheduler_core.dispatcher import Dispatcher
 
-    settings = _settings(database_url)
+    settings = _settings(database_url, delivery_threads)
     plugins = _plugins(settings)
-    store = _open_migrated_store(settings, pool_size=2)
-    dispatcher = Dispatcher(store, plugins)
+    store = _open_migrated_store(settings, pool_size=4)
+    dispatcher = Dispatcher(store, plugins, delivery_threads=settings.delivery_threads)
     stop = threading.Event()
 
     def first_signal(_signum: int) -> None:

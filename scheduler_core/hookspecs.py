@@ -3,8 +3,8 @@
 Implement a hook by decorating a function named like the spec with
 ``scheduler_core.hookimpl`` and shipping it in a module or object that is registered
 through the ``scheduler_core`` entry-point group. Built-in behaviour (HTTP delivery,
-API keys, exponential backoff) is implemented the same way, marked ``trylast``, so any
-plugin that answers first takes over.
+API keys, exponential backoff, delivery logs) is implemented the same way, marked
+``trylast``, so any plugin that answers first takes over.
 
 Hooks only ever gain arguments; none is renamed. An implementation may accept any
 subset of a hook's arguments.
@@ -19,7 +19,14 @@ import pluggy
 if TYPE_CHECKING:
     from flask import Request
 
-    from scheduler_core.models import ClaimedTask, DeliveryOutcome, RetryDecision
+    from scheduler_core.models import (
+        Callback,
+        ClaimedTask,
+        DeliveryOutcome,
+        DeliveryReport,
+        RecordedOutcome,
+        RetryDecision,
+    )
     from scheduler_core.runtime_config import RuntimeConfig
     from scheduler_core.settings import Settings
 
@@ -40,16 +47,46 @@ def scheduler_delivery_schemes() -> list[str]:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def scheduler_deliver(
-    task: ClaimedTask, deadline: float, settings: Settings
-) -> DeliveryOutcome | None:  # type: ignore[empty-body]  # noqa: E501
-    """Deliver one task and return the outcome, or None if the URL is not yours.
+def scheduler_deliver(  # type: ignore[empty-body]
+    task: ClaimedTask, deadline: float, settings: Settings, callback: Callback
+) -> DeliveryReport | DeliveryOutcome | None:
+    """Send ``callback`` for one attempt of ``task``; return what happened, or None if
+    its URL is not yours. The first non-None result wins.
 
-    ``deadline`` is a ``time.monotonic()`` value: the attempt must be over by then
-    (connect, send and the bounded response read included). Return
-    ``DeliveryOutcome(ok=True, ...)`` for a success; anything else is a failed attempt.
-    Do not raise: an exception is recorded as a failed attempt with its message.
-    The first non-None result wins.
+    ``callback`` is the request the core built (``url``, ordered ``headers``, ``body``
+    bytes): send it as it is, headers as message headers where the transport has no HTTP
+    headers. ``deadline`` is a ``time.monotonic()`` value: no byte may be sent after it,
+    and the call must return by then (name resolution, connecting, sending and reading a
+    bounded answer included).
+
+    Return a ``DeliveryReport`` of raw facts: ``answered(status, headers, body)``,
+    ``accepted()`` for a broker's confirm, or ``failed(error, timed_out=...)``. The core
+    judges it (success codes, Retry-After, a clean ``lastError``). Do not raise: an
+    exception is a failed attempt with its message. A plugin written before ``callback``
+    existed may still return a ``DeliveryOutcome`` with its own verdict.
+    """
+
+
+@hookspec(firstresult=True)
+def scheduler_run_attempt(  # type: ignore[empty-body]
+    task: ClaimedTask, deadline: float, config: RuntimeConfig, settings: Settings
+) -> RecordedOutcome | None:
+    """Run one attempt of ``task`` from start to decision.
+
+    Return the ``RecordedOutcome``: the judged outcome, the retry decision (None when the
+    task resolved) and the attempt's lateness.
+
+    The core implements this (build the callback, ``scheduler_deliver``, judge the
+    answer, ask ``scheduler_retry_decision`` when it failed). Wrap it, do not replace it:
+    a ``hookimpl(wrapper=True)`` sees every attempt and its outcome, which is where
+    metrics, tracing and delivery logs belong::
+
+        @hookimpl(wrapper=True)
+        def scheduler_run_attempt(task):
+            started = time.monotonic()
+            recorded = yield            # the attempt runs here
+            observe(task, recorded, time.monotonic() - started)
+            return recorded
     """
 
 
@@ -76,7 +113,9 @@ def scheduler_retry_decision(  # type: ignore[empty-body]
     """Decide when a failed task is tried again.
 
     Called only for a failed attempt that still has budget left (the core makes a task
-    stale on its own once ``max_retries + 1`` attempts failed). Return
-    ``RetryDecision(retry_in_ms=N)`` to try again N ms from now by the database clock,
-    ``RetryDecision.stale()`` to give up now, or None to leave it to the next plugin.
+    stale on its own once ``max_retries + 1`` attempts failed). ``outcome`` is the core's
+    judgement: ``status_code``, a clean ``error``, ``retry_after_ms`` from a Retry-After
+    header. Return ``RetryDecision(retry_in_ms=N)`` to try again N ms from now by the
+    database clock, ``RetryDecision.stale()`` to give up now, or None to leave it to the
+    next plugin.
     """

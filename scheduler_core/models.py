@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
+
+from scheduler_core.runtime_config import RuntimeConfig
 
 
 class TaskStatus(enum.StrEnum):
@@ -14,6 +18,14 @@ class TaskStatus(enum.StrEnum):
     RESOLVED = "resolved"
     STALE = "stale"
     CANCELLED = "cancelled"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one delivery attempt ended, as the attempt history shows it."""
+
+    RESOLVED = "resolved"
+    FAILED = "failed"
+    LOST = "lost"  # its dispatcher stopped before recording anything; the lease expired
 
 
 @dataclass(frozen=True)
@@ -60,17 +72,93 @@ class ClaimedTask:
     attempt: int  # 1 for the first try; counts every attempt ever started
     attempts_in_budget: int  # attempts since the task was enqueued or last retried
     max_retries: int | None  # the task's override; None means the config's value
+    # When the task was due and how late the claim came, by the database clock (ms), and
+    # time.monotonic() when the claim returned: lateness is measured from these.
+    next_attempt_at: datetime | None = None
+    late_at_claim_ms: float = 0.0
+    claimed_monotonic: float = 0.0
+
+
+@dataclass(frozen=True)
+class Callback:
+    """One attempt's request, built by the core; every transport sends exactly this.
+
+    `headers` are the callback's headers in order (Content-Type, User-Agent,
+    X-Scheduler-Task-Id, X-Scheduler-Attempt, then Authorization when the task has
+    webhookAuth): an HTTP plugin sends them as request headers, a broker plugin as message
+    headers or fields. `body` is the JSON envelope as bytes.
+    """
+
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+    task_id: str = ""
+    attempt: int = 1
+    timeout_ms: int = 0  # the attempt's budget, http_callback_timeout_ms
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """The raw facts of one delivery attempt, as a delivery plugin saw them.
+
+    The core judges them (see ``scheduler_core.judgement``): a plugin reports, it never
+    decides whether the task resolved. Three shapes, one per constructor:
+
+    - ``answered(status, headers, body)``: the receiver answered (HTTP); the core reads
+      the status against the task's rules, Retry-After from the headers, and quotes the
+      start of the body in ``lastError`` on failure.
+    - ``accepted()``: a broker took the message (a confirm, an ack); the attempt succeeded.
+    - ``failed(error, timed_out=False)``: no answer came; ``error`` says why in a few
+      words ("connection refused", "broker nack"). With ``timed_out`` the deadline passed
+      first, and ``error`` names the step that was running ("no complete response").
+
+    ``sent_at`` is ``time.monotonic()`` when the first byte of the request went out (None
+    if nothing was sent): lateness is measured to it.
+    """
+
+    status_code: int | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    body: bytes = field(default=b"", repr=False)
+    error: str | None = None
+    timed_out: bool = False
+    sent_at: float | None = None
+
+    @classmethod
+    def answered(
+        cls,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        sent_at: float | None = None,
+    ) -> DeliveryReport:
+        return cls(status_code=status_code, headers=dict(headers or {}), body=body, sent_at=sent_at)
+
+    @classmethod
+    def accepted(cls, *, sent_at: float | None = None) -> DeliveryReport:
+        return cls(sent_at=sent_at)
+
+    @classmethod
+    def failed(
+        cls, error: str, *, timed_out: bool = False, sent_at: float | None = None
+    ) -> DeliveryReport:
+        return cls(error=error, timed_out=timed_out, sent_at=sent_at)
 
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """What one delivery attempt came to."""
+    """What one delivery attempt came to, as the core judged it.
+
+    This is what the retry policy sees. A delivery plugin written for the first version
+    of ``scheduler_deliver`` may still return one; its ``error`` is then cleaned as the
+    core's own (printable, at most 500 characters, no webhookAuth).
+    """
 
     ok: bool
     status_code: int | None = None
     error: str | None = None
     duration_ms: int = 0
-    retry_after_ms: int | None = None  # from a Retry-After header, when the plugin saw one
+    retry_after_ms: int | None = None  # from a Retry-After header, when the answer had one
 
 
 @dataclass(frozen=True)
@@ -98,13 +186,53 @@ class AttemptRecord:
     duration_ms: int | None
     status_code: int | None
     error: str | None
+    outcome: AttemptOutcome | None = None  # None while the attempt is in flight
+    lateness_ms: int | None = None  # first byte sent minus nextAttemptAt
 
 
 @dataclass(frozen=True)
 class RecordedOutcome:
-    """A delivery outcome with the decision taken for it, ready to store."""
+    """A judged attempt with the decision taken for it, ready to store."""
 
     task_id: str
     attempt: int
     outcome: DeliveryOutcome
     decision: RetryDecision | None  # None when the outcome resolved the task
+    lateness_ms: int | None = None
+    lost: bool = False  # the attempt's lease expired before anything was recorded
+
+    @property
+    def kind(self) -> AttemptOutcome:
+        if self.decision is None:
+            return AttemptOutcome.RESOLVED
+        return AttemptOutcome.LOST if self.lost else AttemptOutcome.FAILED
+
+
+@dataclass(frozen=True)
+class LostAttempt:
+    """A running task whose lease expired: its dispatcher stopped before recording."""
+
+    task_id: str
+    attempt: int
+    attempts_in_budget: int
+    max_retries: int | None
+
+
+@dataclass(frozen=True)
+class DispatchState:
+    """What a dispatcher reads at every wake-up, in one query.
+
+    `next_due` is the earliest nextAttemptAt of a pending task (due already when it is not
+    after `db_now`), or None when nothing is pending. Both are the database's clock.
+    """
+
+    config: RuntimeConfig
+    db_now: datetime
+    next_due: datetime | None
+
+    @property
+    def due_in_s(self) -> float | None:
+        """Seconds until the earliest pending task is due (<= 0: due now)."""
+        if self.next_due is None:
+            return None
+        return (self.next_due - self.db_now).total_seconds()

@@ -12,12 +12,19 @@ import pluggy
 
 from scheduler_core import hookspecs
 from scheduler_core.hookspecs import hookimpl
-from scheduler_core.models import DeliveryOutcome, RetryDecision
+from scheduler_core.judgement import clean_error
+from scheduler_core.models import (
+    Callback,
+    ClaimedTask,
+    DeliveryOutcome,
+    DeliveryReport,
+    RecordedOutcome,
+    RetryDecision,
+)
 
 if TYPE_CHECKING:
     from flask import Request
 
-    from scheduler_core.models import ClaimedTask
     from scheduler_core.runtime_config import RuntimeConfig
     from scheduler_core.settings import Settings
 
@@ -29,9 +36,22 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "scheduler_core.plugins.http_delivery",
     "scheduler_core.plugins.api_key_auth",
     "scheduler_core.plugins.backoff_retry",
+    "scheduler_core.plugins.delivery_log",
 )
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginLoadError", "PluginManager", "hookimpl"]
+# The core's own attempt pipeline, registered before the built-in modules.
+CORE_PLUGINS: tuple[str, ...] = ("scheduler_core.attempt",)
+BUILTIN_PLUGINS: tuple[str, ...] = CORE_PLUGINS + DEFAULT_PLUGINS
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "CORE_PLUGINS",
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginLoadError",
+    "PluginManager",
+    "hookimpl",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +66,11 @@ class PluginManager:
         self._schemes: frozenset[str] | None = None
         self._pm = pluggy.PluginManager(PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
+        # The attempt pipeline calls other hooks, so it is an object holding this facade.
+        from scheduler_core.dispatcher.attempt import PLUGIN_NAME, AttemptPipeline
+
+        assert CORE_PLUGINS == (PLUGIN_NAME,)
+        self._pm.register(AttemptPipeline(self), name=PLUGIN_NAME)
         for name in DEFAULT_PLUGINS:
             self._pm.register(importlib.import_module(name), name=name)
         self._distributions: dict[str, str] = {}
@@ -88,7 +113,7 @@ class PluginManager:
             rows.append(
                 {
                     "name": name,
-                    "builtin": name in DEFAULT_PLUGINS,
+                    "builtin": name in BUILTIN_PLUGINS,
                     "distribution": self._distributions.get(name),
                     "hooks": hooks,
                 }
@@ -98,6 +123,9 @@ class PluginManager:
     def register(self, plugin: object, name: str | None = None) -> None:
         self._pm.register(plugin, name=name)
         self._schemes = None  # a new plugin may claim new schemes
+
+    def get_plugin(self, name: str) -> object | None:
+        return self._pm.get_plugin(name)
 
     def module(self, name: str) -> ModuleType | None:
         plugin = self._pm.get_plugin(name)
@@ -114,17 +142,39 @@ class PluginManager:
             self._schemes = frozenset(schemes)
         return self._schemes
 
-    def deliver(self, task: ClaimedTask, deadline: float) -> DeliveryOutcome:
+    def deliver(
+        self, task: ClaimedTask, callback: Callback, deadline: float
+    ) -> DeliveryReport | DeliveryOutcome:
+        """The first delivery plugin's report; a plugin that raises, answers nothing or
+        answers nonsense is a failed attempt saying so."""
         try:
-            outcome = self._pm.hook.scheduler_deliver(
-                task=task, deadline=deadline, settings=self.settings
+            answer = self._pm.hook.scheduler_deliver(
+                task=task, deadline=deadline, settings=self.settings, callback=callback
             )
-        except Exception as exc:  # a plugin bug is a failed attempt, not a dead tick
-            log.exception("task=%s delivery plugin raised", task.id)
-            return DeliveryOutcome(ok=False, error=f"delivery plugin error: {exc!r}"[:500])
-        if outcome is None:
-            return DeliveryOutcome(ok=False, error="no delivery plugin handles this URL scheme")
-        return outcome
+        except Exception as exc:  # a plugin bug is a failed attempt, not a dead dispatcher
+            error = clean_error(f"delivery plugin error: {exc!r}", task)
+            # No traceback: its message may quote what the plugin was sending.
+            log.warning("task=%s %s", task.id, error)
+            return DeliveryReport.failed(error)
+        if answer is None:
+            return DeliveryReport.failed("no delivery plugin handles this URL scheme")
+        if not isinstance(answer, DeliveryReport | DeliveryOutcome):
+            return DeliveryReport.failed(
+                f"delivery plugin error: returned {type(answer).__name__}, not a DeliveryReport"
+            )
+        return answer
+
+    def run_attempt(
+        self, task: ClaimedTask, deadline: float, config: RuntimeConfig
+    ) -> RecordedOutcome:
+        """One attempt of `task`, start to decision, through scheduler_run_attempt and
+        whatever wraps it."""
+        recorded: RecordedOutcome | None = self._pm.hook.scheduler_run_attempt(
+            task=task, deadline=deadline, config=config, settings=self.settings
+        )
+        if recorded is None:
+            raise RuntimeError("no plugin ran the attempt")
+        return recorded
 
     def authorize(self, request: Request) -> bool:
         answer = self._pm.hook.scheduler_authorize(request=request, settings=self.settings)
@@ -134,4 +184,6 @@ class PluginManager:
         self, task: ClaimedTask, outcome: DeliveryOutcome, config: RuntimeConfig
     ) -> RetryDecision:
         decision = self._pm.hook.scheduler_retry_decision(task=task, outcome=outcome, config=config)
-        return decision if decision is not None else RetryDecision.stale()
+        if not isinstance(decision, RetryDecision):
+            return RetryDecision.stale()
+        return decision

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 DEFAULT_DATABASE_URL = "sqlite:///scheduler.db"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Callbacks one dispatcher runs at once, at most (select_size bounds them too).
+DEFAULT_DELIVERY_THREADS = 64
+MAX_DELIVERY_THREADS = 1024
 
 
 @dataclass(frozen=True)
@@ -15,6 +18,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_entry_points: bool = True
+    delivery_threads: int = DEFAULT_DELIVERY_THREADS
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -25,6 +29,9 @@ class Settings:
             api_keys=keys,
             max_body_bytes=_positive_int(env, "SCHEDULER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             load_entry_points=not _truthy(env.get("SCHEDULER_DISABLE_PLUGIN_AUTOLOAD")),
+            delivery_threads=_positive_int(
+                env, "SCHEDULER_DELIVERY_THREADS", DEFAULT_DELIVERY_THREADS, MAX_DELIVERY_THREADS
+            ),
         )
 
 
@@ -32,7 +39,9 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _positive_int(env: os._Environ[str], name: str, default: int) -> int:
+def _positive_int(
+    env: os._Environ[str], name: str, default: int, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -40,6 +49,7 @@ def _positive_int(env: os._Environ[str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    if value <= 0 or (maximum is not None and value > maximum):
+        bound = f" from 1 to {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be a positive integer{bound}, got {raw!r}")
     return value

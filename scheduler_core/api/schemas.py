@@ -136,6 +136,9 @@ class AttemptOutputSchema(Schema):
     durationMs = fields.Integer(attribute="duration_ms", allow_none=True)
     statusCode = fields.Integer(attribute="status_code", allow_none=True)
     error = fields.String(allow_none=True)
+    # resolved | failed | snoozed | lost; null while the attempt is in flight
+    outcome = fields.Function(lambda a: a.outcome.value if a.outcome else None)
+    latenessMs = fields.Integer(attribute="lateness_ms", allow_none=True)
 
 
 task_output = TaskOutputSchema()

@@ -14,12 +14,15 @@ from typing import Protocol
 from scheduler_core.models import (
     AttemptRecord,
     ClaimedTask,
+    DispatchState,
+    LostAttempt,
     NewTask,
     RecordedOutcome,
     Task,
     TaskStatus,
 )
 from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.store.changes import Listener, Watch
 
 
 class StoreError(Exception):
@@ -84,14 +87,23 @@ class Store(Protocol):
 
     # -- dispatcher verbs ----------------------------------------------------------
 
-    def reap_expired_leases(self, config: RuntimeConfig) -> int:
-        """Return running tasks whose lease expired to pending (stale without budget)."""
+    def watch(self, listener: Listener) -> Watch:
+        """Call `listener(kind)` whenever a task may have fallen due or the config changed,
+        in this process or another; close the returned watch to stop."""
+
+    def dispatch_state(self) -> DispatchState:
+        """The config, the database clock and the earliest pending task, in one read."""
 
     def claim_due(self, limit: int, lease_ms: int) -> list[ClaimedTask]:
         """Lease up to `limit` due tasks in claim order; each claim counts an attempt."""
 
+    def claim_expired_leases(self, limit: int, lease_ms: int) -> list[LostAttempt]:
+        """Take up to `limit` running tasks whose lease expired, under a new lease of
+        `lease_ms`, for the caller to record as lost attempts."""
+
     def record_outcomes(self, outcomes: Sequence[RecordedOutcome]) -> None:
-        """Store outcomes of claimed attempts; an outcome for a lost claim is ignored."""
+        """Store outcomes of claimed attempts, together; an outcome for a lost claim is
+        ignored. A row the database refuses does not stop the others being stored."""
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         """Delete up to `batch_size` resolved/cancelled tasks past retention."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,9 +13,10 @@ import psycopg2
 import psycopg2.extras
 
 from scheduler_core.migrations import load as load_migrations
-from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
+from scheduler_core.store.pg_listener import NotifyListener
 from scheduler_core.store.pool import ConnectionPool
-from scheduler_core.store.sql_store import LEASE_EXPIRED_ERROR, Cursor, SqlStore
+from scheduler_core.store.sql_store import Cursor, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
 
 log = logging.getLogger(__name__)
@@ -26,28 +28,32 @@ MIGRATION_LOCK_ID = 0x5C4ED01E
 def _load_queries() -> dict[str, str]:
     raw = queries_for("postgresql")
     columns = raw["task_columns"]
-    return {name: sql.replace("{task_columns}", columns) for name, sql in raw.items()}
+    window = f"{WAKE_WINDOW_S} seconds"
+    return {
+        name: sql.replace("{task_columns}", columns).replace("{wake_window}", window)
+        for name, sql in raw.items()
+    }
 
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
-    now_sql = "now()"
     integrity_error = psycopg2.IntegrityError
+    statement_error = psycopg2.Error
 
     def __init__(self, url: str, pool_size: int = 10):
-        dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
-        self.pool = ConnectionPool(
-            dsn,
-            size=pool_size,
-            connect_timeout=5,
-            application_name="scheduler-core",
-            options="-c timezone=UTC",
-            keepalives=1,
-            keepalives_idle=30,
-            keepalives_interval=10,
-            keepalives_count=3,
-        )
+        self._dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        self._connect_kwargs: dict[str, Any] = {
+            "connect_timeout": 5,
+            "application_name": "scheduler-core",
+            "options": "-c timezone=UTC",
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+        self.pool = ConnectionPool(self._dsn, size=pool_size, **self._connect_kwargs)
         self.q = _load_queries()
+        self.changes = ChangeFeed()
 
     @contextmanager
     def _tx(self) -> Iterator[Cursor]:
@@ -70,8 +76,11 @@ class PostgresStore(SqlStore):
     def _placeholder(self, name: str) -> str:
         return f"%({name})s"
 
-    def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
-        psycopg2.extras.execute_batch(cur, query, rows, page_size=200)
+    def _write_outcomes(self, cur: Cursor, rows: list[dict[str, Any]]) -> None:
+        cur.execute(self.q["record_outcomes"], {"outcomes": json.dumps(rows)})
+
+    def _watch_other_processes(self, listener: Listener) -> NotifyListener:
+        return NotifyListener(self._dsn, self._connect_kwargs, listener)
 
     def close(self) -> None:
         self.pool.close()
@@ -110,12 +119,3 @@ class PostgresStore(SqlStore):
                 finally:
                     cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
         return applied
-
-    def reap_expired_leases(self, config: RuntimeConfig) -> int:
-        with self._tx() as cur:
-            cur.execute(
-                self.q["reap_expired_leases"],
-                {"max_retries": config.max_retries, "error": LEASE_EXPIRED_ERROR},
-            )
-            reaped = cur.fetchall()
-        return self._log_reaped(reaped)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -18,19 +19,31 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from scheduler_core.models import (
+    AttemptOutcome,
     AttemptRecord,
     ClaimedTask,
+    DispatchState,
+    LostAttempt,
     NewTask,
     RecordedOutcome,
     Task,
     TaskStatus,
 )
-from scheduler_core.runtime_config import ConfigError, RuntimeConfig
+from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
 from scheduler_core.store.base import TaskConflict, TaskNotFound
+from scheduler_core.store.changes import (
+    WAKE_WINDOW_S,
+    ChangeFeed,
+    CombinedWatch,
+    Listener,
+    Watch,
+)
 
 log = logging.getLogger(__name__)
 
-LEASE_EXPIRED_ERROR = "lease expired: the dispatcher stopped before recording an outcome"
+# Stored in place of an outcome's error when the database refuses the error's text.
+UNSTORABLE_ERROR = "the attempt failed; its error text could not be stored"
+_LATENESS_CAP_MS = 2**53
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 Row = Mapping[str, Any]
@@ -65,8 +78,13 @@ def new_task_id() -> str:
 class SqlStore(ABC):
     dialect: str
     q: dict[str, str]
-    now_sql: str  # the database clock in SQL, as the backend's time columns spell it
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK
+    statement_error: type[Exception]  # what the driver raises for a refused statement
+    changes: ChangeFeed
+
+    @abstractmethod
+    def _watch_other_processes(self, listener: Listener) -> Watch | None:
+        """Start the backend's cross-process notices (LISTEN, data_version)."""
 
     @abstractmethod
     def _tx(self) -> AbstractContextManager[Cursor]:
@@ -130,6 +148,8 @@ class SqlStore(ABC):
                 existing = cur.fetchone()
                 assert existing is not None, "the insert was skipped for a row that is not there"
                 results.append((self._task(existing), False))
+        if any(created and _due_soon(task) for task, created in results):
+            self.changes.publish("due")
         return results
 
     def get(self, task_id: str) -> Task | None:
@@ -170,6 +190,8 @@ class SqlStore(ABC):
                 duration_ms=r["duration_ms"],
                 status_code=r["status_code"],
                 error=r["error"],
+                outcome=AttemptOutcome(r["outcome"]) if r["outcome"] else None,
+                lateness_ms=r["lateness_ms"],
             )
             for r in rows
         ]
@@ -178,7 +200,9 @@ class SqlStore(ABC):
         return self._transition(task_id, "cancel_task", TaskStatus.CANCELLED)
 
     def retry(self, task_id: str) -> Task:
-        return self._transition(task_id, "retry_task", None)
+        task = self._transition(task_id, "retry_task", None)
+        self.changes.publish("due")
+        return task
 
     def _transition(self, task_id: str, query: str, unchanged_if: TaskStatus | None) -> Task:
         if not is_task_id(task_id):
@@ -205,26 +229,37 @@ class SqlStore(ABC):
 
     def update_config(self, columns: dict[str, int]) -> RuntimeConfig:
         if columns:
-            # Column names come from runtime_config.BOUNDS, never from the request.
-            assignments = ", ".join(f"{name} = {self._placeholder(name)}" for name in columns)
-            query = f"UPDATE scheduler_config SET {assignments}, updated_at = {self.now_sql}"
+            # Every key is a parameter; the ones not changing are NULL and keep their value.
+            params = {name: columns.get(name) for name in BOUNDS}
             try:
                 with self._tx() as cur:
-                    cur.execute(query, columns)
+                    cur.execute(self.q["update_config"], params)
             except self.integrity_error as exc:  # a concurrent change broke a CHECK
                 raise ConfigError({"_schema": [str(exc).strip().splitlines()[0]]}) from None
+            self.changes.publish("config")
         return self.get_config()
 
     # -- dispatcher verbs ----------------------------------------------------------
 
-    def _log_reaped(self, reaped: Sequence[Row]) -> int:
-        for row in reaped:
-            log.warning("task=%s lease expired; it will be claimed again", row["id"])
-        return len(reaped)
+    def watch(self, listener: Listener) -> Watch:
+        unsubscribe = self.changes.subscribe(listener)
+        return CombinedWatch(unsubscribe, self._watch_other_processes(listener))
+
+    def dispatch_state(self) -> DispatchState:
+        with self._read() as cur:
+            cur.execute(self.q["dispatch_state"])
+            row = dict(cur.fetchone())
+        db_now, next_due = row.pop("db_now"), row.pop("next_due")
+        return DispatchState(
+            config=RuntimeConfig(**row),
+            db_now=self._time(db_now),
+            next_due=self._time(next_due) if next_due is not None else None,
+        )
 
     def claim_due(self, limit: int, lease_ms: int) -> list[ClaimedTask]:
         with self._tx() as cur:
             rows = self._claim(cur, limit, lease_ms)
+        claimed_at = time.monotonic()
         rows.sort(key=lambda r: (bool(r["has_failed"]), r["next_attempt_at"], r["seq"]))
         return [
             ClaimedTask(
@@ -236,39 +271,59 @@ class SqlStore(ABC):
                 attempt=r["attempts"],
                 attempts_in_budget=r["attempts_in_budget"],
                 max_retries=r["max_retries"],
+                next_attempt_at=self._time(r["next_attempt_at"]),
+                late_at_claim_ms=float(r["late_at_claim_ms"]),
+                claimed_monotonic=claimed_at,
+            )
+            for r in rows
+        ]
+
+    def claim_expired_leases(self, limit: int, lease_ms: int) -> list[LostAttempt]:
+        with self._tx() as cur:
+            cur.execute(self.q["claim_expired_leases"], {"limit": limit, "lease_ms": lease_ms})
+            rows = cur.fetchall()
+        for row in rows:
+            log.warning("task=%s lease expired; its attempt is lost", row["id"])
+        return [
+            LostAttempt(
+                task_id=r["id"],
+                attempt=r["attempts"],
+                attempts_in_budget=r["attempts_in_budget"],
+                max_retries=r["max_retries"],
             )
             for r in rows
         ]
 
     def record_outcomes(self, outcomes: Sequence[RecordedOutcome]) -> None:
-        resolved, failed, finished = [], [], []
-        for item in outcomes:
-            o = item.outcome
-            key = {"id": item.task_id, "attempt": item.attempt}
-            finished.append(
-                {
-                    **key,
-                    "duration_ms": o.duration_ms,
-                    "status_code": o.status_code,
-                    "error": o.error,
-                }
-            )
-            if item.decision is None:
-                resolved.append({**key, "status_code": o.status_code})
-            else:
-                failed.append(
-                    {
-                        **key,
-                        "stale": item.decision.is_stale,
-                        "retry_in_ms": item.decision.retry_in_ms or 0,
-                        "error": o.error,
-                        "status_code": o.status_code,
-                    }
-                )
-        with self._tx() as cur:
-            self._batch(cur, self.q["resolve_task"], resolved)
-            self._batch(cur, self.q["fail_task"], failed)
-            self._batch(cur, self.q["finish_attempt"], finished)
+        if not outcomes:
+            return
+        rows = [_outcome_row(item) for item in outcomes]
+        try:
+            with self._tx() as cur:
+                self._write_outcomes(cur, rows)
+        except self.statement_error as exc:
+            # One row's data spoilt the batch: write them one by one, so the rest are kept.
+            log.warning("recording %d outcomes together failed (%s); one by one", len(rows), exc)
+            for row in rows:
+                self._record_alone(row)
+        if any(r["status"] == "pending" and r["retry_in_ms"] <= WAKE_WINDOW_S * 1000 for r in rows):
+            self.changes.publish("due")
+
+    def _record_alone(self, row: dict[str, Any]) -> None:
+        # Failing as it is, the row is stored with only what cannot be refused, so its
+        # task still moves on rather than wait out its lease.
+        plain = {**row, "error": UNSTORABLE_ERROR, "lateness_ms": None, "status_code": None}
+        for attempt in (row, plain):
+            try:
+                with self._tx() as cur:
+                    self._write_outcomes(cur, [attempt])
+                return
+            except self.statement_error as exc:
+                log.error("task=%s outcome refused by the database: %s", row["id"], exc)
+
+    @abstractmethod
+    def _write_outcomes(self, cur: Cursor, rows: list[dict[str, Any]]) -> None:
+        """Write `rows` (see _outcome_row) in as few statements as the backend allows."""
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         with self._tx() as cur:
@@ -297,3 +352,28 @@ class SqlStore(ABC):
             updated_at=self._time(row["updated_at"]),
             resolved_at=self._time(row["resolved_at"]) if row["resolved_at"] else None,
         )
+
+
+def _due_soon(task: Task) -> bool:
+    return (task.next_attempt_at - task.created_at).total_seconds() <= WAKE_WINDOW_S
+
+
+def _outcome_row(item: RecordedOutcome) -> dict[str, Any]:
+    """One outcome as the record statements read it (a JSON object per row)."""
+    outcome, decision = item.outcome, item.decision
+    if decision is None:
+        status = TaskStatus.RESOLVED
+    else:
+        status = TaskStatus.STALE if decision.is_stale else TaskStatus.PENDING
+    lateness = item.lateness_ms
+    return {
+        "id": item.task_id,
+        "attempt": item.attempt,
+        "status": status.value,
+        "retry_in_ms": (decision.retry_in_ms or 0) if decision is not None else 0,
+        "error": outcome.error,
+        "status_code": outcome.status_code,
+        "duration_ms": max(0, min(outcome.duration_ms, 2**31 - 1)),
+        "lateness_ms": min(lateness, _LATENESS_CAP_MS) if lateness is not None else None,
+        "outcome": item.kind.value,
+    }

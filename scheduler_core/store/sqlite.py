@@ -21,10 +21,11 @@ from typing import Any
 
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.models import NewTask
-from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.store.base import StoreUnavailable
-from scheduler_core.store.sql_store import LEASE_EXPIRED_ERROR, Cursor, Row, SqlStore
+from scheduler_core.store.changes import ChangeFeed, Listener
+from scheduler_core.store.sql_store import Cursor, Row, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
+from scheduler_core.store.sqlite_watch import DataVersionWatcher
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,10 @@ def _load_queries() -> dict[str, str]:
     raw = queries_for("sqlite")
     columns = raw["task_columns"]
     return {
-        name: sql.replace("{task_columns}", columns).replace("{now}", "scheduler_now()")
+        name: sql.replace("{task_columns}", columns)
+        # Outside a write transaction scheduler_now() is NULL: SQLite's own clock then.
+        .replace("{now}", f"coalesce(scheduler_now(), ({raw['now']}))")
+        .replace("{clock}", f"({raw['now']})")
         for name, sql in raw.items()
     }
 
@@ -78,9 +82,10 @@ class _TransactionClock:
     def set(self, now: int | None) -> None:
         self.now = now
 
-    def read(self) -> int:
-        # Outside a write transaction (no query with {now} runs there): the live clock.
-        return self.now if self.now is not None else time.time_ns() // 1000
+    def read(self) -> int | None:
+        # None outside a write transaction: the query falls back on SQLite's clock, never
+        # on Python's (whose wall clock may be stepped, or shimmed, apart from SQLite's).
+        return self.now
 
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
@@ -89,8 +94,8 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 
 class SqliteStore(SqlStore):
     dialect = "sqlite"
-    now_sql = "scheduler_now()"  # the transaction's clock, see _TransactionClock
     integrity_error = sqlite3.IntegrityError
+    statement_error = sqlite3.Error
 
     def __init__(self, url: str, pool_size: int = 10):
         if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
@@ -106,6 +111,7 @@ class SqliteStore(SqlStore):
         self.q = _load_queries()
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.changes = ChangeFeed()
 
     # -- connections ---------------------------------------------------------------
 
@@ -205,6 +211,14 @@ class SqliteStore(SqlStore):
         if rows:
             cur.executemany(query, rows)  # type: ignore[attr-defined]
 
+    def _write_outcomes(self, cur: Cursor, rows: list[dict[str, Any]]) -> None:
+        params = {"outcomes": json.dumps(rows)}
+        cur.execute(self.q["record_task_outcomes"], params)
+        cur.execute(self.q["record_attempt_outcomes"], params)
+
+    def _watch_other_processes(self, listener: Listener) -> DataVersionWatcher:
+        return DataVersionWatcher(self.path, listener)
+
     def _claim(self, cur: Cursor, limit: int, lease_ms: int) -> list[Row]:
         rows = super()._claim(cur, limit, lease_ms)
         self._batch(
@@ -245,23 +259,6 @@ class SqliteStore(SqlStore):
         for name in applied:
             log.info("applied migration %s", name)
         return applied
-
-    def reap_expired_leases(self, config: RuntimeConfig) -> int:
-        with self._tx() as cur:
-            cur.execute(
-                self.q["reap_expired_leases"],
-                {"max_retries": config.max_retries, "error": LEASE_EXPIRED_ERROR},
-            )
-            reaped = list(cur.fetchall())
-            self._batch(
-                cur,
-                self.q["close_lost_attempt"],
-                [
-                    {"id": r["id"], "attempt": r["attempts"], "error": LEASE_EXPIRED_ERROR}
-                    for r in reaped
-                ],
-            )
-        return self._log_reaped(reaped)
 
 
 def split_statements(script: str) -> list[str]:

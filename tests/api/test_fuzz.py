@@ -3,10 +3,13 @@
 import json
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.api.helpers import assert_error, task_ids
+
+pytestmark = pytest.mark.slow  # thousands of generated bodies
 
 FIELDS = ("webhookUrl", "webhookAuth", "executeAt", "payload", "idempotencyKey", "maxRetries")
 

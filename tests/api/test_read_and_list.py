@@ -138,13 +138,17 @@ def test_attempts_record_each_delivery(client, dispatcher, receiver, fast_retrie
             "durationMs",
             "statusCode",
             "error",
+            "outcome",
+            "latenessMs",
         }
         assert attempt["attempt"] == number
+        # Due at once and called within the tick: late by milliseconds, not seconds.
+        assert isinstance(attempt["latenessMs"], int) and 0 <= attempt["latenessMs"] < 5000
         assert parse_time(attempt["finishedAt"]) >= parse_time(attempt["startedAt"])
         assert isinstance(attempt["durationMs"], int) and attempt["durationMs"] >= 0
-    assert failed["statusCode"] == 503
+    assert (failed["statusCode"], failed["outcome"]) == (503, "failed")
     assert "503" in failed["error"]
-    assert succeeded["statusCode"] == 200
+    assert (succeeded["statusCode"], succeeded["outcome"]) == (200, "resolved")
     assert succeeded["error"] is None
     assert parse_time(succeeded["startedAt"]) >= parse_time(failed["finishedAt"])
 

@@ -11,7 +11,7 @@ from importlib.metadata import version
 import pytest
 
 from scheduler_core.migrations import load as load_migrations
-from scheduler_core.plugin_manager import DEFAULT_PLUGINS
+from scheduler_core.plugin_manager import BUILTIN_PLUGINS
 from scheduler_core.runtime_config import RuntimeConfig
 from tests.cli.conftest import Processes, api, db_config
 from tests.store.databases import UNREACHABLE_URL, dialect_of, query, table_names
@@ -263,17 +263,21 @@ def test_an_unsupported_database_url_is_refused_clearly() -> None:
 # -- plugins, --version -------------------------------------------------------------------
 
 
-def test_plugins_lists_the_three_builtins_with_their_hooks() -> None:
+def test_plugins_lists_the_builtins_with_their_hooks() -> None:
     result = run_cli(None, "plugins")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
+        "scheduler_core.attempt  (built-in)",
+        "    hooks: scheduler_run_attempt",
         "scheduler_core.plugins.http_delivery  (built-in)",
         "    hooks: scheduler_deliver, scheduler_delivery_schemes",
         "scheduler_core.plugins.api_key_auth  (built-in)",
         "    hooks: scheduler_authorize",
         "scheduler_core.plugins.backoff_retry  (built-in)",
         "    hooks: scheduler_retry_decision",
+        "scheduler_core.plugins.delivery_log  (built-in)",
+        "    hooks: scheduler_run_attempt",
     ]
 
 
@@ -282,9 +286,9 @@ def test_plugins_json_describes_each_plugin() -> None:
 
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [row["name"] for row in rows] == list(DEFAULT_PLUGINS)
+    assert [row["name"] for row in rows] == list(BUILTIN_PLUGINS)
     assert all(row["builtin"] and row["distribution"] is None for row in rows)
-    assert rows[0]["hooks"] == ["scheduler_deliver", "scheduler_delivery_schemes"]
+    assert rows[1]["hooks"] == ["scheduler_deliver", "scheduler_delivery_schemes"]
 
 
 def test_version_prints_the_installed_distribution_version() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
+
 from scheduler_core.dispatcher import Dispatcher
 from scheduler_core.models import NewTask
 from scheduler_core.store import open_store
@@ -136,6 +138,7 @@ def test_an_expired_lease_is_reclaimed_and_delivered_again(client, dispatcher, r
     assert (second["attempt"], second["statusCode"], second["error"]) == (2, 200, None)
 
 
+@pytest.mark.slow
 def test_a_late_outcome_of_a_lost_attempt_does_not_disturb_the_new_one(
     client, dispatcher, receiver, store, plugins, settings, db
 ):

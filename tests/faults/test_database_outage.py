@@ -208,7 +208,7 @@ def test_postgresql_stopped_under_load_503s_quickly_and_everything_resumes(
     assert_no_trouble(server, worker)
     for process in (server, worker):  # each dispatcher noticed, logged, and waited
         assert re.search(
-            r"database unavailable \(.*next tick in|recording outcomes failed .*retrying in",
+            r"database unavailable \(.*trying again in|recording outcomes failed .*retrying in",
             process.output,
         ), process.output
     assert_nothing_lost(outage_database.url, flows.load.accepted(), counting_receiver)

@@ -19,6 +19,8 @@ from scheduler_core.runtime_config import BOUNDS, CAMEL_TO_COLUMN, to_camel
 from scheduler_core.store.base import encode_cursor
 from tests.dispatch.helpers import enqueue
 
+pytestmark = pytest.mark.slow  # thousands of generated requests
+
 STATUSES = ("pending", "running", "resolved", "stale", "cancelled")
 NOWHERE = "http://127.0.0.1:9/hook"
 FUTURE = "2099-01-01T00:00:00Z"

@@ -13,10 +13,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from scheduler_core.models import NewTask
 from tests.conftest import set_config
 from tests.hostile import servers as hs
 from tests.plugins.rawservers import Huge
+
+pytestmark = pytest.mark.slow  # dozens of ticks against hostile receivers
 
 TIMEOUT_MS = 200
 WARMUP_TICKS = 3
@@ -99,3 +103,30 @@ def test_memory_and_threads_stay_flat_tick_after_tick(
     assert max(last) <= max(first) + MEMORY_MARGIN_BYTES, (first, last)
     assert max(threads[-WINDOW:]) <= max(threads[:WINDOW]) + THREAD_MARGIN, threads
     assert max(walls) <= TIMEOUT_MS / 1000 + 1.5, walls
+
+
+def test_threads_stay_bounded_by_the_delivery_pool_at_select_size_10000(
+    client, store, plugins, receiver
+):
+    """select_size is a limit, not a thread count: 400 due tasks with select_size 10,000
+    run on the dispatcher's bounded pool of delivery threads."""
+    from scheduler_core.dispatcher import Dispatcher
+    from tests.dispatch.helpers import enqueue_many, task
+    from tests.support.waiting import wait_until
+
+    set_config(store, select_size=10_000, base_interval_ms=100)
+    receiver.behave("/slow", delay=0.3)
+    dispatcher = Dispatcher(store, plugins, delivery_threads=16)
+    created = enqueue_many(client, [{"webhookUrl": receiver.url("/slow")}] * 400)
+    counts: list[int] = []
+    dispatcher.start()
+    try:
+        while len(receiver.calls("/slow")) < 400:
+            # The receiver's own handler threads live in this process too: count ours.
+            counts.append(sum(t.name == "deliver" for t in threading.enumerate()))
+            assert len(counts) < 3000, "the tasks were not delivered"
+            time.sleep(0.01)
+        wait_until(lambda: task(client, created[-1]["id"])["status"] == "resolved")
+    finally:
+        dispatcher.stop(wait=True)
+    assert max(counts) == 16, max(counts)

@@ -20,6 +20,8 @@ from tests.dispatch.helpers import attempts, enqueue, task, timed_tick
 from tests.hostile import servers as hs
 from tests.plugins.rawservers import RawServer
 
+pytestmark = pytest.mark.slow  # each case waits out a callback timeout
+
 TIMEOUT_MS = 1000
 # The whole tick (claim, deliver, record) may overrun the callback timeout by this much.
 OVERRUN_S = 1.5

@@ -267,6 +267,7 @@ def test_an_idempotency_key_of_a_task_within_retention_still_holds(
 # -- no long locks: deliveries go on ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_deliveries_go_on_while_5000_expired_tasks_are_purged(
     client, store, plugins, db, receiver, measure, monkeypatch
 ):

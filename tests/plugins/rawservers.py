@@ -144,3 +144,54 @@ def closed_port() -> int:
 
 def elapsed(since: float) -> float:
     return time.monotonic() - since
+
+
+class Scripted(RawServer):
+    """Answers every request with the same raw bytes, then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        super().__init__()
+
+    def respond(self, conn: socket.socket) -> None:
+        conn.sendall(self.answer)
+
+
+class EndlessInterim(RawServer):
+    """Sends `103 Early Hints` answers, one after another, forever (until hung up on)."""
+
+    def respond(self, conn: socket.socket) -> None:
+        interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        while not self.closing.is_set():
+            conn.sendall(interim)
+
+
+class CompressedBomb(RawServer):
+    """Answers `status` with `Content-Encoding: gzip` and a gzip body that inflates to
+    `inflated` bytes of zeros (about a thousandth of that on the wire)."""
+
+    def __init__(self, status: int = 302, inflated: int = 400 * 1024 * 1024) -> None:
+        self.status = status
+        self.body = _gzip_of_zeros(inflated)
+        super().__init__()
+
+    def respond(self, conn: socket.socket) -> None:
+        conn.sendall(
+            f"HTTP/1.1 {self.status} Found\r\nLocation: http://127.0.0.1:9/elsewhere\r\n"
+            f"Content-Encoding: gzip\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(self.body)}\r\n\r\n".encode()
+            + self.body
+        )
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    chunk = bytes(1024 * 1024)
+    parts = [
+        packer.compress(chunk[: min(len(chunk), size - done)])
+        for done in range(0, size, len(chunk))
+    ]
+    parts.append(packer.flush())
+    return b"".join(parts)

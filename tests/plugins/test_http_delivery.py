@@ -12,9 +12,9 @@ from email.utils import format_datetime
 import pytest
 
 from scheduler_core import __version__
+from scheduler_core.judgement import parse_retry_after
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, NewTask, RetryDecision
 from scheduler_core.plugins.backoff_retry import backoff_ms, scheduler_retry_decision
-from scheduler_core.plugins.http_delivery import parse_retry_after
 from scheduler_core.runtime_config import RuntimeConfig
 from tests.conftest import set_config
 from tests.dispatch.helpers import attempts, enqueue, task, timed_tick
@@ -238,13 +238,13 @@ def test_the_deadline_also_bounds_a_reused_keep_alive_connection(
     from scheduler_core.plugins import http_delivery
 
     opened = []
-    original = http_delivery._WatchedHTTPConnection._new_conn
+    original = http_delivery._DeadlineConnection._new_conn
 
     def counting_new_conn(self):
         opened.append(self)
         return original(self)
 
-    monkeypatch.setattr(http_delivery._WatchedHTTPConnection, "_new_conn", counting_new_conn)
+    monkeypatch.setattr(http_delivery._DeadlineConnection, "_new_conn", counting_new_conn)
     # One delivery thread, so one keep-alive session for every tick.
     set_config(store, http_callback_timeout_ms=TIMEOUT_MS, select_size=1)
     receiver.behave("/trickle", trickle_every=0.3, trickle_bytes=20)

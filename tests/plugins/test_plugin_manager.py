@@ -13,7 +13,7 @@ from flask import Flask
 from scheduler_core import hookspecs
 from scheduler_core.api import create_app
 from scheduler_core.hookspecs import hookimpl
-from scheduler_core.plugin_manager import DEFAULT_PLUGINS, PluginManager
+from scheduler_core.plugin_manager import BUILTIN_PLUGINS, DEFAULT_PLUGINS, PluginManager
 from scheduler_core.settings import Settings
 from scheduler_core.store import Store
 from tests.support.processes import run_cli
@@ -85,7 +85,7 @@ def test_builtins_are_registered_under_their_default_plugin_names() -> None:
 
     rows = plugins.describe()
 
-    assert [row["name"] for row in rows] == list(DEFAULT_PLUGINS)
+    assert [row["name"] for row in rows] == list(BUILTIN_PLUGINS)
     assert all(row["builtin"] and row["distribution"] is None for row in rows)
     for name in DEFAULT_PLUGINS:
         module = plugins.module(name)
@@ -133,13 +133,13 @@ def test_an_installed_plugin_is_loaded_through_its_entry_point(installed_plugin:
         "distribution": "sc-test-plugin 0.1",
         "hooks": ["scheduler_authorize"],
     }
-    assert list(rows)[: len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
+    assert list(rows)[: len(BUILTIN_PLUGINS)] == list(BUILTIN_PLUGINS)
 
 
 def test_load_entry_points_false_skips_installed_plugins(installed_plugin: Path) -> None:
     plugins = PluginManager(Settings(load_entry_points=False))
 
-    assert names(plugins) == list(DEFAULT_PLUGINS)
+    assert names(plugins) == list(BUILTIN_PLUGINS)
     assert authorize(plugins) is True
 
 
@@ -236,10 +236,11 @@ def test_every_hook_is_implemented_by_a_builtin_plugin(name: str) -> None:
 def test_builtin_decisions_are_trylast_so_an_installed_plugin_answers_first(name: str) -> None:
     plugins = PluginManager(Settings(load_entry_points=False))
 
-    for plugin_name in DEFAULT_PLUGINS:
-        implementation = getattr(plugins.module(plugin_name), name, None)
-        if implementation is not None:
-            assert implementation.scheduler_core_impl["trylast"], (plugin_name, name)
+    for plugin_name in BUILTIN_PLUGINS:
+        implementation = getattr(plugins.get_plugin(plugin_name), name, None)
+        if implementation is None or implementation.scheduler_core_impl["wrapper"]:
+            continue  # an observer wraps the decision; it does not take it
+        assert implementation.scheduler_core_impl["trylast"], (plugin_name, name)
 
 
 def test_every_builtin_hook_implementation_names_a_known_hook() -> None:

@@ -75,18 +75,26 @@ class TestDatabase:
 
     def execute(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Run one statement in its own committed transaction; return its rows."""
+        return self.execute_all([query], params)
+
+    def execute_all(self, queries: list[str], params: Any = ()) -> list[tuple[Any, ...]]:
+        """Run statements in one committed transaction; return the last one's rows."""
+        rows: list[tuple[Any, ...]] = []
         if self.dialect == "postgresql":
             conn = psycopg2.connect(self.url)
             try:
                 with conn, conn.cursor() as cur:
-                    cur.execute(query, params or None)
-                    return cur.fetchall() if cur.description else []
+                    for query in queries:
+                        cur.execute(query, params or None)
+                        rows = cur.fetchall() if cur.description else []
+                    return rows
             finally:
                 conn.close()
         lite = sqlite3.connect(sqlite_path(self.url), timeout=30, isolation_level=None)
         try:
             lite.execute("BEGIN IMMEDIATE")
-            rows = lite.execute(query.replace("%s", "?"), params).fetchall()
+            for query in queries:
+                rows = lite.execute(query.replace("%s", "?"), params).fetchall()
             lite.execute("COMMIT")
             return rows
         finally:
@@ -147,7 +155,11 @@ class TestDatabase:
     def reset(self) -> None:
         """Empty the task tables and put the configuration back to its defaults."""
         defaults = RuntimeConfig().as_dict()
-        self.execute("DELETE FROM scheduler_attempts")
-        self.execute("DELETE FROM scheduler_tasks")
         assignments = ", ".join(f"{k} = {v}" for k, v in defaults.items())
-        self.execute(f"UPDATE scheduler_config SET {assignments}")
+        self.execute_all(
+            [
+                "DELETE FROM scheduler_attempts",
+                "DELETE FROM scheduler_tasks",
+                f"UPDATE scheduler_config SET {assignments}",
+            ]
+        )

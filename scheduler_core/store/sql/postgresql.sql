@@ -6,15 +6,26 @@ next_attempt_at, payload, idempotency_key, last_error, last_status_code,
 created_at, updated_at, resolved_at
 
 -- name: insert_task
-INSERT INTO scheduler_tasks
-    (webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
-     idempotency_key, max_retries)
-VALUES
-    (%(webhook_url)s, %(webhook_auth)s, %(payload)s::json,
-     coalesce(%(execute_at)s, now()), coalesce(%(execute_at)s, now()),
-     %(idempotency_key)s, %(max_retries)s)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {task_columns}
+-- A task due within the wake-up window wakes every dispatcher listening: at most one
+-- NOTIFY per statement (the dispatchers' own timers find later tasks).
+WITH inserted AS (
+    INSERT INTO scheduler_tasks
+        (webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
+         idempotency_key, max_retries)
+    VALUES
+        (%(webhook_url)s, %(webhook_auth)s, %(payload)s::json,
+         coalesce(%(execute_at)s, now()), coalesce(%(execute_at)s, now()),
+         %(idempotency_key)s, %(max_retries)s)
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM inserted
+    WHERE next_attempt_at <= now() + interval '{wake_window}'
+    LIMIT 1
+)
+-- `woken` is selected so the planner cannot drop the join, and the NOTIFY with it.
+SELECT {task_columns}, w.woken
+FROM inserted LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
 -- name: get_task_by_idempotency_key
 SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = %(idempotency_key)s
@@ -33,7 +44,8 @@ LIMIT %(limit)s
 SELECT 1 FROM scheduler_tasks WHERE id = %(id)s
 
 -- name: list_attempts
-SELECT attempt, started_at, finished_at, duration_ms, status_code, error
+SELECT attempt, started_at, finished_at, duration_ms, status_code, error, outcome,
+       lateness_ms
 FROM scheduler_attempts WHERE task_id = %(id)s ORDER BY attempt
 
 -- name: cancel_task
@@ -43,44 +55,70 @@ WHERE id = %(id)s AND status IN ('pending', 'stale')
 RETURNING {task_columns}
 
 -- name: retry_task
-UPDATE scheduler_tasks
-SET status = 'pending', next_attempt_at = now(), budget_start = attempts,
-    updated_at = now()
-WHERE id = %(id)s AND status IN ('stale', 'cancelled')
-RETURNING {task_columns}
+WITH retried AS (
+    UPDATE scheduler_tasks
+    SET status = 'pending', next_attempt_at = now(), budget_start = attempts,
+        updated_at = now()
+    WHERE id = %(id)s AND status IN ('stale', 'cancelled')
+    RETURNING *
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM retried LIMIT 1
+)
+SELECT {task_columns}, w.woken
+FROM retried LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
 -- name: get_config
 SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
        retry_backoff_ms, retry_backoff_max_ms, retention_hours
 FROM scheduler_config
 
--- name: reap_expired_leases
--- A dispatcher that died leaves its lease; the attempt it started still counts.
+-- name: update_config
+-- A key left NULL keeps its value. Listening dispatchers re-read the row at once.
+WITH changed AS (
+    UPDATE scheduler_config SET
+        base_interval_ms = coalesce(%(base_interval_ms)s, base_interval_ms),
+        http_callback_timeout_ms = coalesce(%(http_callback_timeout_ms)s, http_callback_timeout_ms),
+        select_size = coalesce(%(select_size)s, select_size),
+        max_retries = coalesce(%(max_retries)s, max_retries),
+        retry_backoff_ms = coalesce(%(retry_backoff_ms)s, retry_backoff_ms),
+        retry_backoff_max_ms = coalesce(%(retry_backoff_max_ms)s, retry_backoff_max_ms),
+        retention_hours = coalesce(%(retention_hours)s, retention_hours),
+        updated_at = now()
+    RETURNING 1
+)
+SELECT count(*) AS changed, pg_notify('scheduler_core', 'config') FROM changed
+
+-- name: dispatch_state
+-- What a dispatcher reads at every wake-up: the config, the clock, and the earliest
+-- pending task (one step into each half of the due index).
+SELECT now() AS db_now,
+       base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
+       retry_backoff_ms, retry_backoff_max_ms, retention_hours,
+       LEAST(
+           (SELECT next_attempt_at FROM scheduler_tasks
+            WHERE status = 'pending' AND NOT has_failed ORDER BY next_attempt_at LIMIT 1),
+           (SELECT next_attempt_at FROM scheduler_tasks
+            WHERE status = 'pending' AND has_failed ORDER BY next_attempt_at LIMIT 1)
+       ) AS next_due
+FROM scheduler_config
+
+-- name: claim_expired_leases
+-- A dispatcher that died leaves its lease. The reaper takes the expired ones under a
+-- short lease of its own (so no other reaper takes them too), decides, and records each
+-- as a lost attempt through record_outcomes; if it dies too, its lease expires in turn.
 WITH expired AS (
     SELECT id FROM scheduler_tasks
     WHERE status = 'running' AND lease_expires_at <= now()
     ORDER BY lease_expires_at
-    LIMIT 1000
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), reaped AS (
-    UPDATE scheduler_tasks t
-    SET status = CASE
-            WHEN t.attempts - t.budget_start >= coalesce(t.max_retries, %(max_retries)s) + 1
-            THEN 'stale' ELSE 'pending' END,
-        has_failed = true,
-        last_error = %(error)s,
-        last_status_code = NULL,
-        lease_expires_at = NULL,
-        updated_at = now()
-    FROM expired
-    WHERE t.id = expired.id
-    RETURNING t.id, t.attempts
 )
-UPDATE scheduler_attempts a
-SET finished_at = now(), error = %(error)s
-FROM reaped
-WHERE a.task_id = reaped.id AND a.attempt = reaped.attempts AND a.finished_at IS NULL
-RETURNING a.task_id::text AS id
+UPDATE scheduler_tasks t
+SET lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond'
+FROM expired
+WHERE t.id = expired.id
+RETURNING t.id::text AS id, t.attempts, t.attempts - t.budget_start AS attempts_in_budget,
+          t.max_retries
 
 -- name: claim_due
 -- Two range scans of the due index (never failed, then failed), merged in claim order.
@@ -118,30 +156,50 @@ WITH fresh AS (
 SELECT id::text, webhook_url, webhook_auth, execute_at,
        coalesce(payload::text, 'null') AS payload_json,
        attempts, attempts - budget_start AS attempts_in_budget, max_retries,
-       has_failed, next_attempt_at, seq
+       has_failed, next_attempt_at, seq,
+       extract(epoch FROM now() - next_attempt_at) * 1000 AS late_at_claim_ms
 FROM claimed
 ORDER BY has_failed, next_attempt_at, seq
 
--- name: resolve_task
-UPDATE scheduler_tasks
-SET status = 'resolved', resolved_at = now(), last_status_code = %(status_code)s,
-    last_error = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND attempts = %(attempt)s AND status IN ('running', 'pending', 'stale')
-
--- name: fail_task
-UPDATE scheduler_tasks
-SET status = CASE WHEN %(stale)s THEN 'stale' ELSE 'pending' END,
-    next_attempt_at = CASE WHEN %(stale)s THEN next_attempt_at
-                           ELSE now() + %(retry_in_ms)s * interval '1 millisecond' END,
-    has_failed = true, last_error = %(error)s, last_status_code = %(status_code)s,
-    lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'running'
-
--- name: finish_attempt
-UPDATE scheduler_attempts
-SET finished_at = now(), duration_ms = %(duration_ms)s, status_code = %(status_code)s,
-    error = %(error)s
-WHERE task_id = %(id)s AND attempt = %(attempt)s
+-- name: record_outcomes
+-- Every outcome of a batch in one statement. A task takes an outcome only for its current
+-- attempt while running (a late resolve of a reaped attempt still counts, as long as no
+-- new attempt began); an attempt row is finished once.
+WITH outcome AS (
+    SELECT * FROM json_to_recordset(%(outcomes)s::json) AS o(
+        id uuid, attempt integer, status text, retry_in_ms bigint, error text,
+        status_code integer, duration_ms integer, lateness_ms bigint, outcome text)
+), task AS (
+    UPDATE scheduler_tasks t
+    SET status = o.status,
+        next_attempt_at = CASE WHEN o.status = 'pending'
+                               THEN now() + o.retry_in_ms * interval '1 millisecond'
+                               ELSE t.next_attempt_at END,
+        resolved_at = CASE WHEN o.status = 'resolved' THEN now() ELSE t.resolved_at END,
+        has_failed = t.has_failed OR o.status <> 'resolved',
+        last_error = o.error,
+        last_status_code = o.status_code,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM outcome o
+    WHERE t.id = o.id AND t.attempts = o.attempt
+      AND (t.status = 'running'
+           OR (o.status = 'resolved' AND t.status IN ('pending', 'stale')))
+    RETURNING t.status, t.next_attempt_at
+), attempt AS (
+    UPDATE scheduler_attempts a
+    SET finished_at = now(), duration_ms = o.duration_ms, status_code = o.status_code,
+        error = o.error, outcome = o.outcome, lateness_ms = o.lateness_ms
+    FROM outcome o
+    WHERE a.task_id = o.id AND a.attempt = o.attempt AND a.finished_at IS NULL
+    RETURNING 1
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM task
+    WHERE status = 'pending' AND next_attempt_at <= now() + interval '{wake_window}'
+    LIMIT 1
+)
+SELECT (SELECT count(*) FROM task) AS tasks, (SELECT count(*) FROM attempt) AS attempts,
+       (SELECT count(*) FROM wake) AS woken
 
 -- name: purge_expired
 WITH doomed AS (

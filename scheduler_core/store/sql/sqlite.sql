@@ -40,7 +40,8 @@ LIMIT :limit
 SELECT 1 FROM scheduler_tasks WHERE id = :id
 
 -- name: list_attempts
-SELECT attempt, started_at, finished_at, duration_ms, status_code, error
+SELECT attempt, started_at, finished_at, duration_ms, status_code, error, outcome,
+       lateness_ms
 FROM scheduler_attempts WHERE task_id = :id ORDER BY attempt
 
 -- name: cancel_task
@@ -60,29 +61,49 @@ SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
        retry_backoff_ms, retry_backoff_max_ms, retention_hours
 FROM scheduler_config
 
--- name: reap_expired_leases
--- A dispatcher that died leaves its lease; the attempt it started still counts.
-UPDATE scheduler_tasks
-SET status = CASE
-        WHEN attempts - budget_start >= coalesce(max_retries, :max_retries) + 1
-        THEN 'stale' ELSE 'pending' END,
-    has_failed = 1,
-    last_error = :error,
-    last_status_code = NULL,
-    lease_expires_at = NULL,
+-- name: update_config
+-- A key left NULL keeps its value.
+UPDATE scheduler_config SET
+    base_interval_ms = coalesce(:base_interval_ms, base_interval_ms),
+    http_callback_timeout_ms = coalesce(:http_callback_timeout_ms, http_callback_timeout_ms),
+    select_size = coalesce(:select_size, select_size),
+    max_retries = coalesce(:max_retries, max_retries),
+    retry_backoff_ms = coalesce(:retry_backoff_ms, retry_backoff_ms),
+    retry_backoff_max_ms = coalesce(:retry_backoff_max_ms, retry_backoff_max_ms),
+    retention_hours = coalesce(:retention_hours, retention_hours),
     updated_at = {now}
+
+-- name: dispatch_state
+-- What a dispatcher reads at every wake-up: the config, the clock (SQLite's own, read
+-- now: this is no write transaction) and the earliest pending task, one step into each
+-- half of the due index.
+SELECT {clock} AS db_now,
+       base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
+       retry_backoff_ms, retry_backoff_max_ms, retention_hours,
+       (SELECT min(due) FROM (
+            SELECT (SELECT next_attempt_at FROM scheduler_tasks
+                    WHERE status = 'pending' AND has_failed = 0
+                    ORDER BY next_attempt_at LIMIT 1) AS due
+            UNION ALL
+            SELECT (SELECT next_attempt_at FROM scheduler_tasks
+                    WHERE status = 'pending' AND has_failed = 1
+                    ORDER BY next_attempt_at LIMIT 1)
+       )) AS next_due
+FROM scheduler_config
+
+-- name: claim_expired_leases
+-- A dispatcher that died leaves its lease. The reaper takes the expired ones under a
+-- short lease of its own, decides, and records each as a lost attempt through
+-- record_outcomes; if it dies too, its lease expires in turn.
+UPDATE scheduler_tasks
+SET lease_expires_at = {now} + :lease_ms * 1000
 WHERE id IN (
     SELECT id FROM scheduler_tasks
     WHERE status = 'running' AND lease_expires_at <= {now}
     ORDER BY lease_expires_at
-    LIMIT 1000
+    LIMIT :limit
 )
-RETURNING id, attempts
-
--- name: close_lost_attempt
-UPDATE scheduler_attempts
-SET finished_at = {now}, error = :error
-WHERE task_id = :id AND attempt = :attempt AND finished_at IS NULL
+RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retries
 
 -- name: claim_due
 -- Two range scans of the due index (never failed, then failed), merged in claim order.
@@ -112,31 +133,51 @@ WHERE id IN (
 )
 RETURNING id, webhook_url, webhook_auth, execute_at, payload AS payload_json, attempts,
           attempts - budget_start AS attempts_in_budget, max_retries,
-          has_failed, next_attempt_at, seq
+          has_failed, next_attempt_at, seq,
+          ({now} - next_attempt_at) / 1000.0 AS late_at_claim_ms
 
 -- name: start_attempt
 INSERT INTO scheduler_attempts (task_id, attempt, started_at) VALUES (:id, :attempt, {now})
 
--- name: resolve_task
-UPDATE scheduler_tasks
-SET status = 'resolved', resolved_at = {now}, last_status_code = :status_code,
-    last_error = NULL, lease_expires_at = NULL, updated_at = {now}
-WHERE id = :id AND attempts = :attempt AND status IN ('running', 'pending', 'stale')
+-- name: record_task_outcomes
+-- Every outcome of a batch, as a JSON array, in one statement (record_attempt_outcomes
+-- finishes their attempt rows). A task takes an outcome only for its current attempt
+-- while running (a late resolve of a reaped attempt still counts, as long as no new
+-- attempt began).
+UPDATE scheduler_tasks AS t
+SET status = o.status,
+    next_attempt_at = CASE WHEN o.status = 'pending' THEN {now} + o.retry_in_ms * 1000
+                           ELSE t.next_attempt_at END,
+    resolved_at = CASE WHEN o.status = 'resolved' THEN {now} ELSE t.resolved_at END,
+    has_failed = CASE WHEN t.has_failed = 1 OR o.status <> 'resolved' THEN 1 ELSE 0 END,
+    last_error = o.error,
+    last_status_code = o.status_code,
+    lease_expires_at = NULL,
+    updated_at = {now}
+FROM (
+    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+           json_extract(value, '$.status') AS status,
+           json_extract(value, '$.retry_in_ms') AS retry_in_ms,
+           json_extract(value, '$.error') AS error,
+           json_extract(value, '$.status_code') AS status_code
+    FROM json_each(:outcomes)
+) AS o
+WHERE t.id = o.id AND t.attempts = o.attempt
+  AND (t.status = 'running' OR (o.status = 'resolved' AND t.status IN ('pending', 'stale')))
 
--- name: fail_task
-UPDATE scheduler_tasks
-SET status = CASE WHEN :stale THEN 'stale' ELSE 'pending' END,
-    next_attempt_at = CASE WHEN :stale THEN next_attempt_at
-                           ELSE {now} + :retry_in_ms * 1000 END,
-    has_failed = 1, last_error = :error, last_status_code = :status_code,
-    lease_expires_at = NULL, updated_at = {now}
-WHERE id = :id AND attempts = :attempt AND status = 'running'
-
--- name: finish_attempt
-UPDATE scheduler_attempts
-SET finished_at = {now}, duration_ms = :duration_ms, status_code = :status_code,
-    error = :error
-WHERE task_id = :id AND attempt = :attempt
+-- name: record_attempt_outcomes
+UPDATE scheduler_attempts AS a
+SET finished_at = {now}, duration_ms = o.duration_ms, status_code = o.status_code,
+    error = o.error, outcome = o.outcome, lateness_ms = o.lateness_ms
+FROM (
+    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+           json_extract(value, '$.duration_ms') AS duration_ms,
+           json_extract(value, '$.status_code') AS status_code,
+           json_extract(value, '$.error') AS error, json_extract(value, '$.outcome') AS outcome,
+           json_extract(value, '$.lateness_ms') AS lateness_ms
+    FROM json_each(:outcomes)
+) AS o
+WHERE a.task_id = o.id AND a.attempt = o.attempt AND a.finished_at IS NULL
 
 -- name: purge_expired
 DELETE FROM scheduler_tasks

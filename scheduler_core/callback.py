@@ -1,0 +1,53 @@
+"""The callback: the request every attempt sends, whatever the transport.
+
+SPEC.md, "The callback": `POST webhookUrl` with Content-Type, User-Agent,
+X-Scheduler-Task-Id, X-Scheduler-Attempt, Authorization (the task's webhookAuth, when it
+has one), and the JSON body `{"taskId", "executeAt", "attempt", "payload"}`. Delivery
+plugins send this as built; they never build their own.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+from scheduler_core import __version__
+from scheduler_core.models import Callback, ClaimedTask
+
+USER_AGENT = f"scheduler-core/{__version__}"
+
+
+def build_callback(task: ClaimedTask, timeout_ms: int) -> Callback:
+    """The callback for `task`'s current attempt; `timeout_ms` is the attempt's budget."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Scheduler-Task-Id": task.id,
+        "X-Scheduler-Attempt": str(task.attempt),
+    }
+    if task.webhook_auth is not None:
+        headers["Authorization"] = task.webhook_auth
+    return Callback(
+        url=task.webhook_url,
+        headers=MappingProxyType(headers),
+        body=callback_body(task),
+        task_id=task.id,
+        attempt=task.attempt,
+        timeout_ms=timeout_ms,
+    )
+
+
+def callback_body(task: ClaimedTask) -> bytes:
+    """The envelope as bytes. The payload is spliced in as stored: no second parse, so
+    its key order and number spellings reach the receiver unchanged."""
+    return (
+        f'{{"taskId": {json.dumps(task.id)}, '
+        f'"executeAt": {json.dumps(format_timestamp(task.execute_at))}, '
+        f'"attempt": {task.attempt}, "payload": {task.payload_json}}}'
+    ).encode()
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as the API shows times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,69 @@
+"""One attempt from start to decision: the core's `scheduler_run_attempt`.
+
+Build the callback, let a delivery plugin send it, judge what came back, decide what
+follows. Registered as a built-in plugin object (it needs the plugin manager to call the
+delivery and retry hooks), ``trylast``; observers wrap it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from scheduler_core.callback import build_callback
+from scheduler_core.dispatcher.decision import decide
+from scheduler_core.hookspecs import hookimpl
+from scheduler_core.judgement import clean_error, judge, judge_legacy
+from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
+from scheduler_core.runtime_config import RuntimeConfig
+
+if TYPE_CHECKING:
+    from scheduler_core.plugin_manager import PluginManager
+
+PLUGIN_NAME = "scheduler_core.attempt"
+
+
+class AttemptPipeline:
+    def __init__(self, plugins: PluginManager):
+        self._plugins = plugins
+
+    @hookimpl(trylast=True)
+    def scheduler_run_attempt(
+        self, task: ClaimedTask, deadline: float, config: RuntimeConfig
+    ) -> RecordedOutcome:
+        started = time.monotonic()
+        callback = build_callback(task, config.http_callback_timeout_ms)
+        raw = self._plugins.deliver(task, callback, deadline)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if isinstance(raw, DeliveryOutcome):
+            outcome, sent_at = judge_legacy(task, raw, duration_ms), None
+        else:
+            outcome = judge(task, raw, config.http_callback_timeout_ms, duration_ms)
+            sent_at = raw.sent_at
+        decision = decide(task, outcome, config, self._plugins.retry_decision)
+        return RecordedOutcome(
+            task.id, task.attempt, outcome, decision, lateness_ms(task, sent_at or started)
+        )
+
+
+def abandoned(task: ClaimedTask, config: RuntimeConfig, plugins: PluginManager) -> RecordedOutcome:
+    """The outcome of an attempt whose plugin overran its deadline and was left behind."""
+    budget = config.http_callback_timeout_ms
+    outcome = DeliveryOutcome(
+        ok=False,
+        error=clean_error(
+            f"timeout: the delivery plugin returned no outcome within the {budget} ms "
+            "callback timeout"
+        ),
+        duration_ms=budget,
+    )
+    decision = decide(task, outcome, config, plugins.retry_decision)
+    return RecordedOutcome(task.id, task.attempt, outcome, decision)
+
+
+def lateness_ms(task: ClaimedTask, sent_at: float) -> int | None:
+    """When the first byte went out, minus nextAttemptAt: the claim's lateness by the
+    database clock plus the time since the claim by the monotonic one."""
+    if not task.claimed_monotonic:
+        return None
+    return max(0, round(task.late_at_claim_ms + (sent_at - task.claimed_monotonic) * 1000))

@@ -1,0 +1,61 @@
+"""The decision after an attempt: resolved, tried again later, or stale.
+
+The budget rule lives here and nowhere else (not in SQL): a task is tried at most
+``max_retries + 1`` times per budget, the task's own maxRetries overriding the config's,
+read at each failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from scheduler_core.models import (
+    ClaimedTask,
+    DeliveryOutcome,
+    LostAttempt,
+    RecordedOutcome,
+    RetryDecision,
+)
+from scheduler_core.runtime_config import RuntimeConfig
+
+LEASE_EXPIRED_ERROR = "lease expired: the dispatcher stopped before recording an outcome"
+# A retry policy's delay is kept within this (a year): a bigger one would overflow the
+# database's time arithmetic and spoil the write of every outcome beside it.
+MAX_RETRY_IN_MS = 366 * 86_400_000
+
+RetryPolicy = Callable[[ClaimedTask, DeliveryOutcome, RuntimeConfig], RetryDecision]
+
+
+def budget_spent(attempts_in_budget: int, max_retries: int | None, config: RuntimeConfig) -> bool:
+    """True when `attempts_in_budget` attempts leave no budget: max_retries + 1 in all."""
+    limit = max_retries if max_retries is not None else config.max_retries
+    return attempts_in_budget >= limit + 1
+
+
+def decide(
+    task: ClaimedTask, outcome: DeliveryOutcome, config: RuntimeConfig, policy: RetryPolicy
+) -> RetryDecision | None:
+    """None when `outcome` resolved the task; else when to try again, or stale.
+
+    The retry policy is asked only while budget is left.
+    """
+    if outcome.ok:
+        return None
+    if budget_spent(task.attempts_in_budget, task.max_retries, config):
+        return RetryDecision.stale()
+    decision = policy(task, outcome, config)
+    if decision.retry_in_ms is None:
+        return decision
+    return RetryDecision(min(max(int(decision.retry_in_ms), 0), MAX_RETRY_IN_MS))
+
+
+def decide_lost(lost: LostAttempt, config: RuntimeConfig) -> RecordedOutcome:
+    """A lost attempt counts like a failed one; with budget left the task is due at once."""
+    stale = budget_spent(lost.attempts_in_budget, lost.max_retries, config)
+    return RecordedOutcome(
+        task_id=lost.task_id,
+        attempt=lost.attempt,
+        outcome=DeliveryOutcome(ok=False, error=LEASE_EXPIRED_ERROR),
+        decision=RetryDecision.stale() if stale else RetryDecision(0),
+        lost=True,
+    )

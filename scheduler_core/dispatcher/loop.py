@@ -1,0 +1,297 @@
+"""The dispatcher's loop: wake up, read the state, claim what can start, sleep.
+
+It sleeps on an event, set by whatever may make a task due or change the config: a notice
+from the store (an enqueue in this process, PostgreSQL's NOTIFY, SQLite's data_version), a
+delivery slot coming free, its own timer for the earliest nextAttemptAt (on the monotonic
+clock), and APScheduler's fallback poll every base_interval_ms. At every wake-up it reads
+the config and the earliest due time in one query, and it never sleeps longer than
+STATE_REFRESH_S, so a config change applies within a second even without a notice.
+
+What to do with a claimed task is the runner's (threads, deadlines), the attempt
+pipeline's (build, deliver, judge, decide) and the recorder's (write outcomes together).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from scheduler_core.dispatcher.attempt import abandoned
+from scheduler_core.dispatcher.decision import decide, decide_lost
+from scheduler_core.dispatcher.recorder import OutcomeRecorder
+from scheduler_core.dispatcher.retention import PURGE_BATCH, PURGE_EVERY_S, Retention
+from scheduler_core.dispatcher.runner import STRAGGLER_GRACE_S, DeliveryRunner, Job
+from scheduler_core.dispatcher.throttle import Throttle
+from scheduler_core.judgement import clean_error
+from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
+from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.settings import DEFAULT_DELIVERY_THREADS
+from scheduler_core.store.base import Store, StoreUnavailable
+from scheduler_core.store.changes import Watch
+
+log = logging.getLogger(__name__)
+
+POLL_JOB_ID = "scheduler-core-poll"
+# The config and the earliest due time are read at least this often.
+STATE_REFRESH_S = 0.5
+# Expired leases are looked for at most this often (and at every synchronous tick).
+REAP_EVERY_S = 1.0
+REAP_BATCH = 1000
+# The reaper holds the expired leases it took this long while it records them.
+REAP_LEASE_MS = 30_000
+# Due tasks that could not be claimed (another dispatcher holds them): look again soon.
+CONTENDED_RETRY_S = 0.02
+# A dispatcher resumes at most this long after the database is back.
+MAX_ERROR_BACKOFF_S = 10.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        plugins: PluginManager,
+        *,
+        delivery_threads: int = DEFAULT_DELIVERY_THREADS,
+        purge_every_s: float = PURGE_EVERY_S,
+        purge_batch: int = PURGE_BATCH,
+    ):
+        self.store = store
+        self.plugins = plugins
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._throttle = Throttle()
+        self._runner = DeliveryRunner(
+            delivery_threads, run=self._run_job, abandon=self._abandon_job, on_done=self._job_done
+        )
+        self._recorder = OutcomeRecorder(store)
+        self._retention = Retention(store, purge_every_s, purge_batch)
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._poll_interval_ms: int | None = None
+        self._thread: threading.Thread | None = None
+        self._watch: Watch | None = None
+        self._last_reap = -float("inf")
+        self._error_streak = 0
+        self._config: RuntimeConfig | None = None  # as read at the last wake-up
+        self._due_notice = False  # a notice said a task may be due now
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the loop, the fallback poll and retention in the background."""
+        self._watch = self.store.watch(self._notice)
+        self._scheduler.start()
+        self._retention.start()
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._thread.start()
+        log.info("dispatcher started")
+
+    def request_stop(self) -> None:
+        """Claim nothing more; safe to call from a signal handler."""
+        self._stopping.set()
+        self._wake.set()
+
+    def stop(self, wait: bool = True) -> None:
+        """Claim nothing more; with `wait`, let deliveries in flight finish (each within
+        its callback timeout) and store their outcomes."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join()
+        if wait:
+            self._runner.wait_idle()
+        self._runner.close()
+        self._recorder.close(timeout=None if wait else 0)
+        self._retention.close()
+        if self._watch is not None:
+            self._watch.close()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._thread is not None:
+            log.info("dispatcher stopped")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def purge_every_s(self) -> float:
+        return self._retention.every_s
+
+    @purge_every_s.setter
+    def purge_every_s(self, value: float) -> None:
+        self._retention.every_s = value
+
+    @property
+    def throttle(self) -> Throttle:
+        return self._throttle
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _notice(self, kind: str) -> None:
+        if kind != "config":
+            self._due_notice = True
+        self._wake.set()
+
+    def _poll(self) -> None:
+        """APScheduler's fallback poll: a wake-up every base_interval_ms."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        expect_due = False
+        while not self._stopping.is_set():
+            self._wake.clear()
+            self._due_notice = False
+            try:
+                sleep_s, timer_is_due = self._step(expect_due)
+                self._error_streak = 0
+            except Exception as exc:
+                self._error_streak += 1
+                backoff = min(2.0 ** (self._error_streak - 1), MAX_ERROR_BACKOFF_S)
+                if isinstance(exc, StoreUnavailable):
+                    log.error("database unavailable (%s); trying again in %.1fs", exc, backoff)
+                else:
+                    log.exception("dispatcher step failed; trying again in %.1fs", backoff)
+                self._stopping.wait(backoff)  # notices would only hammer a database that is down
+                expect_due = False
+                continue
+            woken = self._wake.wait(sleep_s)
+            expect_due = self._due_notice or (not woken and timer_is_due)
+
+    def _step(self, expect_due: bool = False) -> tuple[float, bool]:
+        """Claim every due task that may start now; return how long to sleep, and whether
+        that sleep ends when a task falls due.
+
+        `expect_due`: a notice or the due-time timer woke us, so a task is most likely due:
+        claim before reading the state (with the config read at the last wake-up, at most
+        STATE_REFRESH_S ago), one round trip sooner.
+        """
+        if expect_due and self._config is not None:
+            config = self._config
+            room = min(self._throttle.available(), self._runner.free())
+            if room > 0:
+                self._start(self.store.claim_due(room, config.lease_ms), config, self._throttle)
+        state = self.store.dispatch_state()
+        read_at = time.monotonic()
+        config = self._apply(state.config)
+        if read_at - self._last_reap >= REAP_EVERY_S:
+            self._last_reap = read_at
+            self._reap(config)
+        due_in = state.due_in_s
+        while due_in is not None and due_in <= 0 and not self._stopping.is_set():
+            room = min(self._throttle.available(), self._runner.free())
+            if room <= 0:
+                break
+            claimed = self.store.claim_due(room, config.lease_ms)
+            self._start(claimed, config, self._throttle)
+            if len(claimed) == room:
+                continue  # there may be more
+            if not claimed:
+                return CONTENDED_RETRY_S, False
+            state = self.store.dispatch_state()  # all due ones are out: when is the next?
+            read_at = time.monotonic()
+            due_in = state.due_in_s
+        return self._sleep_s(due_in, read_at)
+
+    def _sleep_s(self, due_in: float | None, read_at: float) -> tuple[float, bool]:
+        now = time.monotonic()
+        wake_at, timer_is_due = read_at + STATE_REFRESH_S, False
+        if due_in is not None and due_in > 0 and read_at + due_in <= wake_at:
+            wake_at, timer_is_due = read_at + due_in, True
+        elif due_in is not None and due_in <= 0:  # due, but no room: wait for the window
+            opening = self._throttle.next_opening()  # (a free slot wakes us on its own)
+            if opening is not None and opening < wake_at:
+                wake_at, timer_is_due = opening, True
+        return max(0.0, wake_at - now), timer_is_due
+
+    def _apply(self, config: RuntimeConfig) -> RuntimeConfig:
+        self._config = config
+        self._throttle.configure(config.select_size, config.base_interval_ms / 1000)
+        if self._scheduler.running and config.base_interval_ms != self._poll_interval_ms:
+            self._scheduler.add_job(
+                self._poll,
+                trigger="interval",
+                seconds=config.base_interval_ms / 1000,
+                id=POLL_JOB_ID,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+            self._poll_interval_ms = config.base_interval_ms
+        return config
+
+    def _start(self, claimed: list[ClaimedTask], config: RuntimeConfig, throttle: Throttle) -> None:
+        timeout_s = config.http_callback_timeout_ms / 1000
+        for task in claimed:
+            throttle.reserve()
+            self._runner.submit(Job(task, time.monotonic() + timeout_s, config, throttle))
+
+    def _reap(self, config: RuntimeConfig) -> None:
+        lost = self.store.claim_expired_leases(REAP_BATCH, REAP_LEASE_MS)
+        if lost:
+            self.store.record_outcomes([decide_lost(attempt, config) for attempt in lost])
+
+    # -- one job: run on a delivery thread, reported here --------------------------
+
+    def _run_job(self, job: Job) -> RecordedOutcome:
+        job.throttle.begin()
+        try:
+            return self.plugins.run_attempt(job.task, job.deadline, job.config)
+        except Exception as exc:  # a broken wrapper: the attempt counts as failed
+            log.exception(
+                "task=%s attempt=%d failed inside a plugin", job.task.id, job.task.attempt
+            )
+            outcome = DeliveryOutcome(
+                ok=False, error=clean_error(f"plugin error: {exc!r}", job.task)
+            )
+            decision = decide(job.task, outcome, job.config, self.plugins.retry_decision)
+            return RecordedOutcome(job.task.id, job.task.attempt, outcome, decision)
+
+    def _abandon_job(self, job: Job) -> RecordedOutcome:
+        return abandoned(job.task, job.config, self.plugins)
+
+    def _job_done(self, job: Job, recorded: RecordedOutcome) -> None:
+        # The task stays in flight for the throttle until its outcome is stored: at no
+        # moment does the database show more than select_size running.
+        self._recorder.add(recorded, job.lease_ends, lambda: self._stored(job))
+        self._wake.set()  # a delivery thread is free
+
+    def _stored(self, job: Job) -> None:
+        job.throttle.finished()
+        self._wake.set()
+
+    # -- synchronous use -----------------------------------------------------------
+
+    def tick(self) -> RuntimeConfig:
+        """One synchronous round, for tests and tools: reap expired leases, claim and
+        deliver up to select_size due tasks (one window's worth; as many at once as the
+        delivery threads allow), wait for their outcomes and store them. A task that fails
+        is not tried again within the same tick. Not for use while `start()`ed."""
+        config = self._apply(self.store.dispatch_state().config)
+        if self._stopping.is_set():
+            return config
+        self._reap(config)
+        window = Throttle(config.select_size, config.base_interval_ms / 1000)
+        self._recorder.hold()
+        try:
+            while not self._stopping.is_set():
+                room = min(window.available(), self._runner.free())
+                claimed = self.store.claim_due(room, config.lease_ms) if room > 0 else []
+                self._start(claimed, config, window)
+                if claimed:
+                    continue
+                if not self._runner.in_flight():
+                    break
+                self._runner.wait_change(config.http_callback_timeout_ms / 1000 + STRAGGLER_GRACE_S)
+        finally:
+            self._recorder.release()
+        self._recorder.flush()
+        try:
+            self._retention.maybe_purge(config)
+        except Exception:  # retention can wait; it must not fail the round
+            log.exception("retention purge failed; trying again next tick")
+        return config
