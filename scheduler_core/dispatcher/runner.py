@@ -66,8 +66,10 @@ class DeliveryRunner:
         self._changed = threading.Condition(self._lock)  # a job ended
         self._overdue = threading.Condition(self._lock)  # the supervisor's wake-up
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._in_flight: set[Job] = set()
-        self._deadlines: list[tuple[float, int, Job]] = []
+        self._in_flight: dict[int, Job] = {}
+        # (deadline + grace, job id): ids only, so a finished job's payload is not kept
+        # until its deadline comes round.
+        self._deadlines: list[tuple[float, int]] = []
         self._workers = 0
         self._idle = 0
         self._supervisor: threading.Thread | None = None
@@ -86,8 +88,8 @@ class DeliveryRunner:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the delivery runner is closed")
-            self._in_flight.add(job)
-            heapq.heappush(self._deadlines, (job.deadline + self._grace_s, job.id, job))
+            self._in_flight[job.id] = job
+            heapq.heappush(self._deadlines, (job.deadline + self._grace_s, job.id))
             if self._idle > 0:
                 self._idle -= 1  # this job is that thread's
             else:
@@ -140,9 +142,8 @@ class DeliveryRunner:
     def _finish(self, job: Job, recorded: RecordedOutcome) -> bool:
         """Report `job`'s outcome once; False if it was already reported (left behind)."""
         with self._lock:
-            if job not in self._in_flight:
+            if self._in_flight.pop(job.id, None) is None:
                 return False
-            self._in_flight.remove(job)
             self._changed.notify_all()
         self._on_done(job, recorded)
         return True
@@ -150,7 +151,7 @@ class DeliveryRunner:
     def _supervise(self) -> None:
         while True:
             with self._lock:
-                while self._deadlines and self._deadlines[0][2] not in self._in_flight:
+                while self._deadlines and self._deadlines[0][1] not in self._in_flight:
                     heapq.heappop(self._deadlines)
                 if self._closed and not self._in_flight:
                     self._supervisor = None
@@ -162,7 +163,8 @@ class DeliveryRunner:
                 if wait > 0:
                     self._overdue.wait(wait)
                     continue
-                _, _, job = heapq.heappop(self._deadlines)
+                _, job_id = heapq.heappop(self._deadlines)
+                job = self._in_flight[job_id]
             if self._finish(job, self._abandon(job)):
                 log.warning(
                     "task=%s attempt=%d: the delivery plugin overran its deadline by more "

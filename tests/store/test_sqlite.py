@@ -277,7 +277,9 @@ def test_a_held_write_lock_delays_the_api_and_the_dispatcher_but_loses_nothing(
         200,
     )
     assert [(a.attempt, a.status_code, a.error) for a in attempts] == [(1, 200, None)]
-    assert (kept.status.value, kept.payload) == ("pending", "kept")
+    # Enqueued under the lock and kept; the tick may have delivered it once it could.
+    assert kept.payload == "kept"
+    assert kept.status.value in {"pending", "resolved"}
 
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert LOCKED not in caplog.text
