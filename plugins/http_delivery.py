@@ -11,6 +11,7 @@ read, raw, never decompressed. What came back is reported as raw facts: the core
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -121,10 +122,14 @@ class _BoundedResponse(http.client.HTTPResponse):
 
 class _DeadlineConnection(HTTPConnection):
     """A connection that resolves and connects through scheduler_core.resolver within the
-    attempt's deadline, and writes nothing after it."""
+    attempt's deadline, writes nothing after it, and writes a request's head and body in
+    one go (a receiver never gets half a request from a deadline that fell in between)."""
 
     response_class = _BoundedResponse
     tls = False
+    requests_sent = 0
+    _held: list[bytes] | None = None  # a request's head, waiting for its body
+    _body_left = 0
 
     def _new_conn(self) -> socket.socket:
         scope = current_scope()
@@ -152,11 +157,25 @@ class _DeadlineConnection(HTTPConnection):
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         register_current(self.sock)  # a kept-alive connection is reused without _new_conn
+        scope = current_scope()
+        if scope is not None:
+            scope.reused = self.requests_sent > 0
+        self.requests_sent += 1
+        self._held = []  # the first write is the head
         super().request(*args, **kwargs)
 
     def send(self, data: Any) -> None:
         if self.sock is None:
             self.connect()  # http.client would connect inside send(), after any check here
+        if self._held is not None and isinstance(data, bytes | bytearray):
+            if not self._held:
+                self._body_left = _content_length(bytes(data))
+            else:
+                self._body_left -= len(data)
+            self._held.append(bytes(data))
+            if self._body_left > 0:
+                return  # the body follows: hold the head until it is whole
+            data, self._held = b"".join(self._held), None
         scope = current_scope()
         if scope is not None:
             scope.step = "send"
@@ -184,6 +203,14 @@ class _DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE)
+
+
+def _content_length(head: bytes) -> int:
+    match = _CONTENT_LENGTH.search(head)
+    return int(match.group(1)) if match else 0
 
 
 def _step(scope: DeadlineScope | None, step: str) -> None:
@@ -242,20 +269,17 @@ def scheduler_deliver(callback: Callback, deadline: float) -> DeliveryReport | N
     return post(callback, deadline)
 
 
+# A kept-alive connection the receiver closed as we reused it fails before any answer:
+# the request goes again, on a fresh connection, this many times at most (at-least-once
+# delivery allows the repeat, and the deadline still bounds it).
+STALE_CONNECTION_RETRIES = 2
+
+
 def post(callback: Callback, deadline: float) -> DeliveryReport:
     """POST `callback` and read the answer, all before `deadline` (time.monotonic())."""
     with DeadlineScope(_watchdog, deadline) as scope:
         try:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded("no time left")
-            response = adapter().send(
-                prepare(callback),
-                stream=True,
-                timeout=(remaining, remaining),
-                verify=True,
-                proxies={},
-            )
+            response = _send(callback, deadline, scope)
             try:
                 # Raw bytes: no decompression, so a small gzip bomb stays small.
                 body = response.raw.read(MAX_RESPONSE_BYTES, decode_content=False) or b""
@@ -272,6 +296,34 @@ def post(callback: Callback, deadline: float) -> DeliveryReport:
             return _failure(exc, scope)
     return DeliveryReport.answered(
         response.status_code, dict(response.headers), body, sent_at=scope.sent_at
+    )
+
+
+def _send(callback: Callback, deadline: float, scope: DeadlineScope) -> requests.Response:
+    retries = STALE_CONNECTION_RETRIES
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("no time left")
+        scope.reused = False
+        try:
+            return adapter().send(
+                prepare(callback),
+                stream=True,
+                timeout=(remaining, remaining),
+                verify=True,
+                proxies={},
+            )
+        except requests.exceptions.ConnectionError as exc:
+            if not (scope.reused and retries > 0 and _closed_by_peer(exc)):
+                raise
+            retries -= 1
+
+
+def _closed_by_peer(exc: BaseException) -> bool:
+    return any(
+        isinstance(e, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
+        for e in error_chain(exc)
     )
 
 

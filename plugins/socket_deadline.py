@@ -92,6 +92,7 @@ class DeadlineScope:
         self.watchdog = watchdog
         self.deadline = deadline
         self.step = "start"
+        self.reused = False  # the request went out on a kept-alive connection
         self.sent_at: float | None = None
         self.failure: str | None = None
         self._tokens: dict[int, int] = {}

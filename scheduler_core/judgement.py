@@ -9,14 +9,13 @@ echoes it back.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.utils
-import re
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, DeliveryReport
+from scheduler_core.redaction import redact, redact_bytes, secrets_of
 
 MAX_ERROR_CHARS = 500
 ERROR_QUOTE_CHARS = 200  # how much of a failed answer's body lastError quotes
@@ -25,10 +24,6 @@ ERROR_QUOTE_CHARS = 200  # how much of a failed answer's body lastError quotes
 QUOTE_SOURCE_BYTES = 4 * MAX_ERROR_CHARS
 # Retry-After is capped here at once; the retry policy caps it again at retry_backoff_max_ms.
 MAX_RETRY_AFTER_MS = 604_800_000
-REDACTED = "[redacted]"
-# Credential parts shorter than this are not hunted for on their own (the whole
-# webhookAuth value always is): "ab" would blot out half of any message.
-MIN_SECRET_PART = 4
 
 
 def judge(
@@ -55,7 +50,9 @@ def judge(
         status_code=status,
         error=clean_error(describe_status(status, quote(report.body, task)), task),
         duration_ms=duration_ms,
-        retry_after_ms=parse_retry_after(header(report.headers, "Retry-After")),
+        retry_after_ms=parse_retry_after(
+            header(report.headers, "Retry-After"), now=answer_time(task, report.headers)
+        ),
     )
 
 
@@ -94,14 +91,17 @@ def describe_status(status: int, quoted: str = "") -> str:
 
 
 def quote(body: bytes, task: ClaimedTask | None = None) -> str:
-    """The start of an answer's body as lastError quotes it: decoded, printable, the task's
-    secrets redacted, then cut to ERROR_QUOTE_CHARS."""
-    text = printable(body[:QUOTE_SOURCE_BYTES].decode("utf-8", "replace"))
-    if task is not None:
-        secrets = secrets_of(task)
-        text = redact(text, secrets)
-        if len(body) > QUOTE_SOURCE_BYTES:  # the read window may end inside a secret
-            text = _redact_cut_secret(text, secrets)
+    """The start of an answer's body as lastError quotes it: decoded (UTF-8, else
+    ISO-8859-1), printable, the task's secrets redacted, then cut to ERROR_QUOTE_CHARS."""
+    window = body[:QUOTE_SOURCE_BYTES]
+    secrets = secrets_of(task) if task is not None else []
+    window = redact_bytes(window, secrets)
+    try:
+        text = window.decode("utf-8")
+    except UnicodeDecodeError:
+        text = window.decode("latin-1")  # never fails; an echoed header is ISO-8859-1
+    # The read window may end inside a secret: its start is redacted too.
+    text = redact(printable(text), secrets, cut_at_end=len(body) > QUOTE_SOURCE_BYTES)
     return text[:ERROR_QUOTE_CHARS]
 
 
@@ -112,9 +112,10 @@ def clean_error(text: str, task: ClaimedTask | None = None) -> str:
     """`text` as lastError may hold it: printable characters only (others escaped, runs
     of white space folded to one space), the task's webhookAuth and the credentials in its
     URL replaced by ``[redacted]`` in any letter case, at most MAX_ERROR_CHARS long."""
-    text = printable(text)
+    cut = len(text) > QUOTE_SOURCE_BYTES
+    text = printable(text[:QUOTE_SOURCE_BYTES])  # a plugin's error may be any length
     if task is not None:
-        text = redact(text, secrets_of(task))
+        text = redact(text, secrets_of(task), cut_at_end=cut)
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 1] + "…"
     return text
@@ -133,59 +134,6 @@ def printable(text: str) -> str:
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
     return " ".join("".join(out).split())
-
-
-def secrets_of(task: ClaimedTask) -> list[str]:
-    """What must never show in lastError: the webhookAuth value, its credential part
-    (after the scheme word), a Basic credential decoded, and the URL's userinfo."""
-    whole: list[str] = []
-    parts: list[str] = []
-    auth = task.webhook_auth
-    if auth:
-        whole.append(auth)
-        scheme, _, credential = auth.strip().partition(" ")
-        credential = credential.strip()
-        if credential:
-            parts.append(credential)
-            if scheme.lower() == "basic":
-                parts.extend(_basic_parts(credential))
-    userinfo = _userinfo(task.webhook_url)
-    if userinfo:
-        whole.append(userinfo)
-        parts.append(userinfo.partition(":")[2])
-    return whole + [p for p in parts if len(p) >= MIN_SECRET_PART]
-
-
-def _basic_parts(credential: str) -> list[str]:
-    try:
-        decoded = base64.b64decode(credential, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return []
-    _, _, password = decoded.partition(":")
-    return [decoded, password]
-
-
-def _userinfo(url: str) -> str:
-    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
-    return authority.rpartition("@")[0]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret (compared as `printable` would show it, ignoring case)
-    replaced by ``[redacted]``; longest first, so a part never leaves its whole behind."""
-    wanted = {printable(s) for s in secrets} - {""}
-    for secret in sorted(wanted, key=len, reverse=True):
-        text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
-    return text
-
-
-def _redact_cut_secret(text: str, secrets: Iterable[str]) -> str:
-    folded = text.lower()
-    for secret in (printable(s).lower() for s in secrets):
-        for size in range(len(secret) - 1, MIN_SECRET_PART - 1, -1):
-            if folded.endswith(secret[:size]):
-                return text[:-size] + REDACTED
-    return text
 
 
 # -- Retry-After ---------------------------------------------------------------------------
@@ -213,6 +161,24 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> int | N
     except OverflowError:
         return None
     return min(max(0, int(delta.total_seconds() * 1000)), MAX_RETRY_AFTER_MS)
+
+
+def answer_time(task: ClaimedTask, headers: Mapping[str, str]) -> datetime | None:
+    """The time a Retry-After date is measured from: the answer's own `Date` header when it
+    has a usable one (both come from the receiver's clock), else the database clock as of
+    now (the claim's time plus the monotonic time since): never the host's wall clock,
+    which may be stepped."""
+    date = header(headers, "Date")
+    if date:
+        try:
+            when = email.utils.parsedate_to_datetime(date)
+            return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    if task.next_attempt_at is None or not task.claimed_monotonic:
+        return None
+    since_claim_ms = task.late_at_claim_ms + (time.monotonic() - task.claimed_monotonic) * 1000
+    return task.next_attempt_at + timedelta(milliseconds=since_claim_ms)
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

@@ -64,6 +64,7 @@ class PluginManager:
     def __init__(self, settings: Settings, extra_plugins: tuple[object, ...] = ()):
         self.settings = settings
         self._schemes: frozenset[str] | None = None
+        self._latest_config: RuntimeConfig | None = None
         self._pm = pluggy.PluginManager(PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         # The attempt pipeline calls other hooks, so it is an object holding this facade.
@@ -130,6 +131,19 @@ class PluginManager:
     def module(self, name: str) -> ModuleType | None:
         plugin = self._pm.get_plugin(name)
         return plugin if isinstance(plugin, ModuleType) else None
+
+    # -- the runtime config attempts decide with ------------------------------------
+
+    def note_config(self, config: RuntimeConfig) -> None:
+        """The newest runtime config a dispatcher of this process read (at every wake-up,
+        and at once after a change notice)."""
+        self._latest_config = config
+
+    def current_config(self, fallback: RuntimeConfig) -> RuntimeConfig:
+        """The config an attempt that ends now decides with (max_retries and backoff are
+        read at each failure, SPEC "Precise answers"): the newest one read, else
+        `fallback`, the one the attempt was claimed under."""
+        return self._latest_config or fallback
 
     # -- hooks ---------------------------------------------------------------------
 

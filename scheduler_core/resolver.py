@@ -12,18 +12,23 @@ and pins exactly these addresses (TLS still verifies the name).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-MAX_LOOKUP_THREADS = 32  # distinct names resolved at once; more wait their turn
+# Names resolved at once, in all and per zone (a name's last two labels). A zone whose name
+# server stalls holds MAX_LOOKUPS_PER_ZONE threads at most, so one hostile domain, with as
+# many names as it likes, cannot hold up the lookups of every other.
+MAX_LOOKUP_THREADS = 256
+MAX_LOOKUPS_PER_ZONE = 4
 
 
 class ResolutionError(OSError):
@@ -52,19 +57,35 @@ class Address:
         return str(self.sockaddr[0])
 
 
+@dataclass(eq=False)
+class _Lookup:
+    host: str
+    port: int
+    zone: str
+    future: Future[list[Address]] = field(default_factory=Future)
+    waiters: int = 0
+
+
 class Resolver:
-    """getaddrinfo on a small pool of daemon threads, bounded by the caller's deadline."""
+    """getaddrinfo on daemon threads, bounded by the caller's deadline; concurrent lookups
+    of one name share one call, and each zone has a few lookups running at most."""
 
     def __init__(
-        self, lookup: Callable[..., list[tuple]] | None = None, threads: int = MAX_LOOKUP_THREADS
+        self,
+        lookup: Callable[..., list[tuple[Any, ...]]] | None = None,
+        threads: int = MAX_LOOKUP_THREADS,
+        per_zone: int = MAX_LOOKUPS_PER_ZONE,
     ):
         # `lookup` defaults to socket.getaddrinfo, read at call time so a process-wide
         # replacement (a test's slow resolver, say) is honoured.
         self._lookup = lookup
         self._max_threads = threads
-        self._jobs: queue.SimpleQueue[tuple[Future[list[Address]], str, int]] = queue.SimpleQueue()
+        self._per_zone = per_zone
+        self._jobs: queue.SimpleQueue[_Lookup] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._in_flight: dict[tuple[str, int], Future[list[Address]]] = {}
+        self._in_flight: dict[tuple[str, int], _Lookup] = {}
+        self._zone_running: dict[str, int] = {}
+        self._zone_waiting: dict[str, deque[_Lookup]] = {}
         self._threads = 0
         self._idle = 0
 
@@ -79,45 +100,94 @@ class Resolver:
             return [literal]
         key = (host.lower(), port)
         with self._lock:
-            future = self._in_flight.get(key)
-            if future is None:
-                future = Future()
-                self._in_flight[key] = future
-                future.add_done_callback(functools.partial(self._forget, key))
-                self._jobs.put((future, host, port))
-                # Each job has a thread of its own, so one stalled name never holds up
-                # another; past the cap, jobs wait for the first thread to come free.
-                if self._idle > 0:
-                    self._idle -= 1
-                elif self._threads < self._max_threads:
-                    self._threads += 1
-                    threading.Thread(target=self._work, name="resolve", daemon=True).start()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ResolutionTimeout(host)
+            lookup = self._in_flight.get(key)
+            if lookup is None:
+                lookup = _Lookup(host, port, zone_of(host))
+                self._in_flight[key] = lookup
+                self._admit(lookup)
+            lookup.waiters += 1
         try:
-            return future.result(timeout=remaining)
-        except FutureTimeout:
-            raise ResolutionTimeout(host) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ResolutionTimeout(host)
+            try:
+                return lookup.future.result(timeout=remaining)
+            except FutureTimeout:
+                raise ResolutionTimeout(host) from None
+        finally:
+            with self._lock:
+                lookup.waiters -= 1
 
-    def _forget(self, key: tuple[str, int], _done: Future[list[Address]]) -> None:
-        with self._lock:
-            self._in_flight.pop(key, None)
+    # -- under the lock ------------------------------------------------------------------
+
+    def _admit(self, lookup: _Lookup) -> None:
+        """Run `lookup` now if its zone has room, else queue it behind the zone's others."""
+        if self._zone_running.get(lookup.zone, 0) >= self._per_zone:
+            self._zone_waiting.setdefault(lookup.zone, deque()).append(lookup)
+            return
+        self._zone_running[lookup.zone] = self._zone_running.get(lookup.zone, 0) + 1
+        self._jobs.put(lookup)
+        if self._idle > 0:
+            self._idle -= 1  # this job is that thread's
+        elif self._threads < self._max_threads:
+            self._threads += 1
+            threading.Thread(target=self._work, name="resolve", daemon=True).start()
+
+    def _done(self, lookup: _Lookup) -> None:
+        self._in_flight.pop((lookup.host.lower(), lookup.port), None)
+        running = self._zone_running.get(lookup.zone, 1) - 1
+        if running:
+            self._zone_running[lookup.zone] = running
+        else:
+            self._zone_running.pop(lookup.zone, None)
+        waiting = self._zone_waiting.get(lookup.zone)
+        while waiting:
+            queued = waiting.popleft()
+            if queued.waiters > 0:
+                self._admit(queued)
+                break
+            # Everyone who wanted this one has given up: do not spend a lookup on it.
+            self._in_flight.pop((queued.host.lower(), queued.port), None)
+            queued.future.set_exception(ResolutionTimeout(queued.host))
+        if waiting is not None and not waiting:
+            self._zone_waiting.pop(lookup.zone, None)
+
+    # -- lookup threads ------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            future, host, port = self._jobs.get()
-            lookup = self._lookup or socket.getaddrinfo
+            lookup = self._jobs.get()
+            with self._lock:
+                abandoned = lookup.waiters == 0  # waited for a thread longer than anyone else
+                if abandoned:
+                    self._done(lookup)
+                    self._idle += 1
+            if abandoned:
+                lookup.future.set_exception(ResolutionTimeout(lookup.host))
+                continue
+            resolve = self._lookup or socket.getaddrinfo
             try:
-                infos = lookup(host, port, type=socket.SOCK_STREAM)
-                future.set_result([Address(f, t, p, tuple(sa)) for f, t, p, _, sa in infos])
+                infos = resolve(lookup.host, lookup.port, type=socket.SOCK_STREAM)
+                addresses = [Address(f, t, p, tuple(sa)) for f, t, p, _, sa in infos]
+                error: BaseException | None = None
             except OSError as exc:  # socket.gaierror and friends
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                future.set_exception(ResolutionError(f"cannot resolve {host}: {reason}"))
+                error = ResolutionError(f"cannot resolve {lookup.host}: {reason}")
             except Exception as exc:  # a broken replacement must not kill the thread
-                future.set_exception(ResolutionError(f"cannot resolve {host}: {exc!r}"))
+                error = ResolutionError(f"cannot resolve {lookup.host}: {exc!r}")
             with self._lock:
+                self._done(lookup)
                 self._idle += 1
+            if error is None:
+                lookup.future.set_result(addresses)
+            else:
+                lookup.future.set_exception(error)
+
+
+def zone_of(host: str) -> str:
+    """The last two labels of a name (`a.b.example.com` -> `example.com`): a stand-in for
+    the zone whose name servers answer for it."""
+    return ".".join(host.rstrip(".").lower().split(".")[-2:])
 
 
 def _literal(host: str, port: int) -> Address | None:

@@ -40,7 +40,8 @@ class AttemptPipeline:
         else:
             outcome = judge(task, raw, config.http_callback_timeout_ms, duration_ms)
             sent_at = raw.sent_at
-        decision = decide(task, outcome, config, self._plugins.retry_decision)
+        now_config = self._plugins.current_config(config)  # read at the failure, not the claim
+        decision = decide(task, outcome, now_config, self._plugins.retry_decision)
         return RecordedOutcome(
             task.id, task.attempt, outcome, decision, lateness_ms(task, sent_at or started)
         )
@@ -57,7 +58,7 @@ def abandoned(task: ClaimedTask, config: RuntimeConfig, plugins: PluginManager) 
         ),
         duration_ms=budget,
     )
-    decision = decide(task, outcome, config, plugins.retry_decision)
+    decision = decide(task, outcome, plugins.current_config(config), plugins.retry_decision)
     return RecordedOutcome(task.id, task.attempt, outcome, decision)
 
 

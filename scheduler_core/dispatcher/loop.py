@@ -76,8 +76,6 @@ class Dispatcher:
         self._watch: Watch | None = None
         self._last_reap = -float("inf")
         self._error_streak = 0
-        self._config: RuntimeConfig | None = None  # as read at the last wake-up
-        self._due_notice = False  # a notice said a task may be due now
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -131,9 +129,7 @@ class Dispatcher:
 
     # -- the loop ------------------------------------------------------------------
 
-    def _notice(self, kind: str) -> None:
-        if kind != "config":
-            self._due_notice = True
+    def _notice(self, _kind: str) -> None:
         self._wake.set()
 
     def _poll(self) -> None:
@@ -141,12 +137,10 @@ class Dispatcher:
         self._wake.set()
 
     def _loop(self) -> None:
-        expect_due = False
         while not self._stopping.is_set():
             self._wake.clear()
-            self._due_notice = False
             try:
-                sleep_s, timer_is_due = self._step(expect_due)
+                sleep_s = self._step()
                 self._error_streak = 0
             except Exception as exc:
                 self._error_streak += 1
@@ -156,24 +150,13 @@ class Dispatcher:
                 else:
                     log.exception("dispatcher step failed; trying again in %.1fs", backoff)
                 self._stopping.wait(backoff)  # notices would only hammer a database that is down
-                expect_due = False
                 continue
-            woken = self._wake.wait(sleep_s)
-            expect_due = self._due_notice or (not woken and timer_is_due)
+            self._wake.wait(sleep_s)
 
-    def _step(self, expect_due: bool = False) -> tuple[float, bool]:
-        """Claim every due task that may start now; return how long to sleep, and whether
-        that sleep ends when a task falls due.
-
-        `expect_due`: a notice or the due-time timer woke us, so a task is most likely due:
-        claim before reading the state (with the config read at the last wake-up, at most
-        STATE_REFRESH_S ago), one round trip sooner.
+    def _step(self) -> float:
+        """Read the state, claim every due task that may start now; return how long to
+        sleep. The config is read first at every wake-up, so a claim never uses an old one.
         """
-        if expect_due and self._config is not None:
-            config = self._config
-            room = min(self._throttle.available(), self._runner.free())
-            if room > 0:
-                self._start(self.store.claim_due(room, config.lease_ms), config, self._throttle)
         state = self.store.dispatch_state()
         read_at = time.monotonic()
         config = self._apply(state.config)
@@ -190,25 +173,24 @@ class Dispatcher:
             if len(claimed) == room:
                 continue  # there may be more
             if not claimed:
-                return CONTENDED_RETRY_S, False
+                return CONTENDED_RETRY_S
             state = self.store.dispatch_state()  # all due ones are out: when is the next?
             read_at = time.monotonic()
             due_in = state.due_in_s
         return self._sleep_s(due_in, read_at)
 
-    def _sleep_s(self, due_in: float | None, read_at: float) -> tuple[float, bool]:
-        now = time.monotonic()
-        wake_at, timer_is_due = read_at + STATE_REFRESH_S, False
-        if due_in is not None and due_in > 0 and read_at + due_in <= wake_at:
-            wake_at, timer_is_due = read_at + due_in, True
-        elif due_in is not None and due_in <= 0:  # due, but no room: wait for the window
+    def _sleep_s(self, due_in: float | None, read_at: float) -> float:
+        wake_at = read_at + STATE_REFRESH_S
+        if due_in is not None and due_in > 0:
+            wake_at = min(wake_at, read_at + due_in)
+        elif due_in is not None:  # due, but no room: wait for the window to open
             opening = self._throttle.next_opening()  # (a free slot wakes us on its own)
-            if opening is not None and opening < wake_at:
-                wake_at, timer_is_due = opening, True
-        return max(0.0, wake_at - now), timer_is_due
+            if opening is not None:
+                wake_at = min(wake_at, opening)
+        return max(0.0, wake_at - time.monotonic())
 
     def _apply(self, config: RuntimeConfig) -> RuntimeConfig:
-        self._config = config
+        self.plugins.note_config(config)  # what attempts ending from now on decide with
         self._throttle.configure(config.select_size, config.base_interval_ms / 1000)
         if self._scheduler.running and config.base_interval_ms != self._poll_interval_ms:
             self._scheduler.add_job(
@@ -248,7 +230,8 @@ class Dispatcher:
             outcome = DeliveryOutcome(
                 ok=False, error=clean_error(f"plugin error: {exc!r}", job.task)
             )
-            decision = decide(job.task, outcome, job.config, self.plugins.retry_decision)
+            config = self.plugins.current_config(job.config)
+            decision = decide(job.task, outcome, config, self.plugins.retry_decision)
             return RecordedOutcome(job.task.id, job.task.attempt, outcome, decision)
 
     def _abandon_job(self, job: Job) -> RecordedOutcome:

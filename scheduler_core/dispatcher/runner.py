@@ -33,14 +33,19 @@ _ids = itertools.count()
 
 @dataclass(eq=False)
 class Job:
-    """One attempt to run: the claimed task, its deadline (time.monotonic()), the config
-    it was claimed under, and the throttle that counted its start."""
+    """One attempt to run: the claimed task, its deadline (time.monotonic(); set again when
+    the attempt begins on its thread, http_callback_timeout_ms from then), the config it
+    was claimed under, and the throttle that counted its start."""
 
     task: ClaimedTask
     deadline: float
     config: RuntimeConfig
     throttle: Throttle
     id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def timeout_s(self) -> float:
+        return self.config.http_callback_timeout_ms / 1000
 
     @property
     def lease_ends(self) -> float:
@@ -130,6 +135,10 @@ class DeliveryRunner:
             job = self._jobs.get()
             if job is None:
                 return
+            with self._lock:  # the attempt's own deadline runs from its start, here
+                job.deadline = time.monotonic() + job.timeout_s
+                heapq.heappush(self._deadlines, (job.deadline + self._grace_s, job.id))
+                self._overdue.notify()
             recorded = self._run(job)
             left_behind = not self._finish(job, recorded)
             with self._lock:
@@ -165,6 +174,8 @@ class DeliveryRunner:
                     continue
                 _, job_id = heapq.heappop(self._deadlines)
                 job = self._in_flight[job_id]
+                if job.deadline + self._grace_s > time.monotonic():
+                    continue  # it began later than it was handed over: a later entry watches
             if self._finish(job, self._abandon(job)):
                 log.warning(
                     "task=%s attempt=%d: the delivery plugin overran its deadline by more "

@@ -373,7 +373,8 @@ def _outcome_row(item: RecordedOutcome) -> dict[str, Any]:
         "retry_in_ms": (decision.retry_in_ms or 0) if decision is not None else 0,
         "error": outcome.error,
         "status_code": outcome.status_code,
-        "duration_ms": max(0, min(outcome.duration_ms, 2**31 - 1)),
+        # A lost attempt's duration is unknown: its dispatcher never reported.
+        "duration_ms": None if item.lost else max(0, min(outcome.duration_ms, 2**31 - 1)),
         "lateness_ms": min(lateness, _LATENESS_CAP_MS) if lateness is not None else None,
         "outcome": item.kind.value,
     }

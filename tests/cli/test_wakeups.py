@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import Processes, api, db_tasks, enqueue, set_db_config
+from tests.plugins.rawservers import Scripted
 from tests.support.processes import SchedulerProcess, run_cli
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_until
@@ -121,3 +123,37 @@ def test_stepping_the_host_clock_neither_stalls_nor_hurries_delivery(
     assert calls[2].at - calls[0].at >= 1.0 - 0.01
     assert calls[3].at - calls[1].at >= 1.0 - 0.01
     assert api(server, "GET", "/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("with_date", [True, False], ids=["date header", "no date header"])
+def test_a_retry_after_date_is_read_against_the_receivers_or_the_database_clock(
+    processes: Processes, clean_database: str, tmp_path: Path, with_date: bool
+) -> None:
+    """A stepped host clock does not stretch a Retry-After HTTP date: it is measured from
+    the answer's Date header, or without one from the database's clock."""
+    clock = tmp_path / "clock-offset"
+    clock.write_text("-60")
+    set_db_config(clean_database, retry_backoff_ms=100, retry_backoff_max_ms=600_000)
+    retry_at = format_datetime(datetime.now(UTC) + timedelta(seconds=6), usegmt=True)
+    date = f"Date: {format_datetime(datetime.now(UTC), usegmt=True)}\r\n" if with_date else ""
+    busy = Scripted(
+        f"HTTP/1.1 503 Busy\r\n{date}Retry-After: {retry_at}\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    try:
+        server = processes.serve(
+            clean_database,
+            env={"PYTHONPATH": str(CLOCK_SHIM), "SCHEDULER_TEST_CLOCK_FILE": str(clock)},
+        )
+        [created] = enqueue(server, {"webhookUrl": busy.url("/busy")})
+        wait_until(lambda: db_tasks(clean_database)[created["id"]]["attempts"] == 1)
+        wait_until(lambda: db_tasks(clean_database)[created["id"]]["status"] == "pending")
+        shown = api(server, "GET", f"/api/v1/tasks/{created['id']}").json()
+        [attempt] = api(server, "GET", f"/api/v1/tasks/{created['id']}/attempts").json()["attempts"]
+    finally:
+        busy.close()
+    waits_s = (
+        datetime.fromisoformat(shown["nextAttemptAt"])
+        - datetime.fromisoformat(attempt["finishedAt"])
+    ).total_seconds()
+    assert shown["lastStatusCode"] == 503
+    assert 3.0 <= waits_s <= 6.5, waits_s  # not 66 s: the host's clock is 60 s behind

@@ -139,3 +139,64 @@ def test_slow_answers_within_their_own_deadline_all_resolve_on_a_busy_dispatcher
         dispatcher.stop(wait=True)
     assert all(task(client, t["id"])["attempts"] == 1 for t in created)
     assert len(receiver.calls("/slow")) == 90
+
+
+class ZoneStall:
+    """getaddrinfo that stalls every name under `zone` until released, and counts calls."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = zone
+        self.called: list[str] = []
+        self.release = threading.Event()
+
+    def __call__(self, host, port, **kwargs):
+        self.called.append(host)
+        if host.endswith(self.zone):
+            self.release.wait(30)
+        return socket.getaddrinfo("127.0.0.1", port, **kwargs)
+
+
+def test_a_stalled_zone_with_many_names_cannot_hold_up_other_names():
+    """One hostile domain's name server never answers, for 40 names at once: lookups of
+    other names still answer at once (each zone holds a few lookup threads at most)."""
+    stall = ZoneStall(".stall.test")
+    resolver = Resolver(lookup=stall)
+    try:
+        waiters = [
+            threading.Thread(
+                target=lambda n=n: pytest.raises(
+                    ResolutionTimeout,
+                    resolver.resolve,
+                    f"evil{n}.stall.test",
+                    80,
+                    time.monotonic() + 1.0,
+                )
+            )
+            for n in range(40)
+        ]
+        for waiter in waiters:
+            waiter.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        for name in ("localhost.test", "api.example.test", "hooks.other.test"):
+            [address] = resolver.resolve(name, 80, time.monotonic() + 2.0)
+            assert address.ip == "127.0.0.1"
+        assert time.monotonic() - started < 1.0
+        for waiter in waiters:
+            waiter.join(5)
+    finally:
+        stall.release.set()
+    assert sum(h.endswith(".stall.test") for h in stall.called) <= 4
+
+
+def test_a_queued_lookup_nobody_waits_for_any_more_is_never_made():
+    stall = ZoneStall(".stall.test")
+    resolver = Resolver(lookup=stall, per_zone=1)
+    try:
+        for name in ("a.stall.test", "b.stall.test"):
+            with pytest.raises(ResolutionTimeout):
+                resolver.resolve(name, 80, time.monotonic() + 0.2)
+    finally:
+        stall.release.set()
+    wait_until(lambda: not resolver._in_flight, timeout=5)  # noqa: SLF001
+    assert stall.called == ["a.stall.test"]

@@ -135,6 +135,7 @@ def test_an_expired_lease_is_reclaimed_and_delivered_again(client, dispatcher, r
     assert first["attempt"] == 1
     assert "lease expired" in first["error"]
     assert first["finishedAt"] is not None
+    assert (first["outcome"], first["durationMs"]) == ("lost", None)  # unknown, not 0
     assert (second["attempt"], second["statusCode"], second["error"]) == (2, 200, None)
 
 

@@ -210,3 +210,23 @@ def test_a_tick_records_each_outcome_at_one_instant(client, dispatcher, receiver
         assert after["status"] == "pending"
         assert attempt["finishedAt"] == after["updatedAt"] == after["nextAttemptAt"], item
         assert ts(attempt["startedAt"]) <= ts(attempt["finishedAt"])
+
+
+def test_max_retries_changed_while_an_attempt_runs_applies_to_its_failure(
+    client, dispatcher, receiver, store
+):
+    """SPEC "Precise answers": the config's max_retries is read at each failure, not when
+    the attempt was claimed."""
+    set_config(store, retry_backoff_ms=0, http_callback_timeout_ms=10_000, max_retries=5)
+    receiver.behave("/slow-fail", statuses=[500], delay=1.5)
+    created = enqueue(client, receiver.url("/slow-fail"))
+    dispatcher.start()
+    try:
+        receiver.wait_for(1, "/slow-fail")
+        set_config(store, max_retries=0)  # while the attempt is in flight
+        wait_until(lambda: task(client, created["id"])["status"] != "running", timeout=15)
+    finally:
+        dispatcher.stop(wait=True)
+    after = task(client, created["id"])
+    assert (after["status"], after["attempts"]) == ("stale", 1)
+    assert len(receiver.calls("/slow-fail")) == 1

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.conftest import set_config
 from tests.dispatch.helpers import enqueue, task
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # each waits out a one-second delivery
 
 QUIET_S = 0.6  # how long to watch a stopped dispatcher for unwanted calls
 

@@ -195,3 +195,25 @@ def _gzip_of_zeros(size: int) -> bytes:
     ]
     parts.append(packer.flush())
     return b"".join(parts)
+
+
+class ClosesReusedConnections(RawServer):
+    """Answers the first request on a connection with 200 and keeps it open; a second
+    request on the same connection is read and the connection closed unanswered, as a
+    server whose idle timeout fires just as a request arrives."""
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(30)
+            if not self._read_request(conn):
+                return
+            with self._lock:
+                self.requests += 1
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if self._read_request(conn):
+                with self._lock:
+                    self.requests += 1
+        except OSError:
+            pass
+        finally:
+            conn.close()

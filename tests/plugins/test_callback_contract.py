@@ -5,7 +5,11 @@ task's webhookAuth; an observer wraps every attempt."""
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import re
+import urllib.parse
 from urllib.parse import urlsplit
 
 import pytest
@@ -225,6 +229,64 @@ def test_a_receiver_echoing_webhook_auth_never_puts_it_in_last_error(
     assert "[redacted]" in after["lastError"] or "[reda" in after["lastError"]
 
 
+def _readable(text: str) -> str:
+    """What a reader could recover from `text`: escapes undone, then only letters and
+    digits, lower case (the test's own decoding, not the product's)."""
+    text = urllib.parse.unquote(html.unescape(text))
+    text = re.sub(r"\\[ux]([0-9a-fA-F]{2,4})", lambda m: chr(int(m.group(1), 16)), text)
+    return "".join(ch for ch in text if ch.isalnum()).lower()
+
+
+SHAPED_SECRETS = {
+    "latin-1": ("Bearer", "sécret-tökén-9876-ABCD"),
+    "slashes": ("Bearer", "ab/cd+ef/gh12=="),
+    "markup": ("Token", "a&b<c>d\"e'f1234"),
+    "long": ("Bearer", "s3cr3t-T0ken-abcdef0123456789" * 5),
+}
+
+
+def _echoes(auth: str) -> dict[str, bytes]:
+    token = auth.partition(" ")[2]
+    middle = len(token) // 2
+    return {
+        "raw iso-8859-1": auth.encode("latin-1"),
+        "raw utf-8": auth.encode(),
+        "upper case": auth.upper().encode("latin-1", "replace"),
+        "json": json.dumps({"got": auth}).encode(),
+        "json, escaped slashes": json.dumps({"got": auth}).replace("/", "\\/").encode(),
+        "html": html.escape(auth).encode(),
+        "url-encoded": urllib.parse.quote(auth).encode(),
+        "split across lines": (token[:middle] + "\r\n  " + token[middle:]).encode("latin-1"),
+        "nul between characters": "\x00".join(token).encode("latin-1"),
+        "at the quote limit": b"x" * 170 + auth.encode("latin-1"),
+        "at the read limit": b" " * 1975 + auth.encode("latin-1"),
+    }
+
+
+@pytest.mark.parametrize("shape", list(SHAPED_SECRETS))
+def test_a_secret_echoed_in_any_common_encoding_is_redacted(
+    client, dispatcher, receiver, caplog, shape
+):
+    scheme, token = SHAPED_SECRETS[shape]
+    auth = f"{scheme} {token}"
+    echoes = _echoes(auth)
+    created = {}
+    for name, body in echoes.items():
+        path = "/" + re.sub(r"\W", "-", name)
+        receiver.behave(path, statuses=[500], body=b"you sent: " + body)
+        created[name] = enqueue(client, receiver.url(path), webhookAuth=auth)["id"]
+    with caplog.at_level(logging.DEBUG):
+        dispatcher.tick()
+    hidden = _readable(token)[:12]  # not even a dozen characters of it in a row
+    for name, task_id in created.items():
+        after = task(client, task_id)
+        [record] = attempts(client, task_id)
+        assert after["lastError"].startswith("HTTP 500: you sent: "), (name, after)
+        for text in (after["lastError"], record["error"]):
+            assert hidden not in _readable(text), (name, text)
+    assert hidden not in _readable(caplog.text)
+
+
 def test_url_credentials_are_kept_out_of_last_error(client, dispatcher, receiver):
     receiver.behave("/creds", statuses=[403], body=b"who is admin:hunter2-pw?")
     url = receiver.url("/creds").replace("http://", "http://admin:hunter2-pw@")
@@ -313,3 +375,10 @@ def test_an_observer_sees_every_attempt_and_its_outcome(
     assert (first.outcome.status_code, first.decision.retry_in_ms) == (500, 0)
     assert (second.outcome.ok, second.decision) == (True, None)
     assert all(s.ended >= s.started for s in seen)
+
+
+def test_a_plugins_endless_error_is_cut_cleanly_without_leaving_part_of_a_secret():
+    task = _claimed("Bearer s3cr3t-T0KEN-value")
+    error = clean_error(" " * 1990 + "Bearer s3cr3t-T0KEN-value" + "x" * 10**6, task)
+    assert "s3cr3" not in error.lower() and len(error) <= MAX_ERROR_CHARS
+    assert error == "[redacted]"

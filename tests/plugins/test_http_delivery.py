@@ -399,3 +399,47 @@ def test_a_retry_after_header_in_odd_digits_still_fails_cleanly(client, dispatch
     after = task(client, created["id"])
     assert after["lastStatusCode"] == 503
     assert "503" in after["lastError"]
+
+
+# -- kept-alive connections and whole requests ---------------------------------------------
+
+
+def test_a_kept_alive_connection_closed_by_the_receiver_is_retried_on_a_fresh_one(
+    client, dispatcher, store, raw_servers
+):
+    from tests.plugins.rawservers import ClosesReusedConnections
+
+    set_config(store, select_size=1)  # one after the other: the second reuses the connection
+    server = ClosesReusedConnections()
+    raw_servers.append(server)
+    first = enqueue(client, server.url("/a"), maxRetries=0)
+    dispatcher.tick()
+    second = enqueue(client, server.url("/b"), maxRetries=0)
+    dispatcher.tick()
+    for created in (first, second):
+        after = task(client, created["id"])
+        assert (after["status"], after["attempts"], after["lastStatusCode"]) == (
+            "resolved",
+            1,
+            200,
+        )
+    assert server.requests == 3  # the second request went twice: at-least-once allows it
+
+
+def test_a_request_head_and_body_go_out_in_one_write(client, dispatcher, receiver, monkeypatch):
+    from scheduler_core.plugins import socket_deadline
+
+    writes = []
+    original = socket_deadline.DeadlineScope.before_send
+
+    def counting(self):
+        writes.append(self)
+        return original(self)
+
+    monkeypatch.setattr(socket_deadline.DeadlineScope, "before_send", counting)
+    created = enqueue(client, receiver.url("/whole"), payload={"big": "x" * 100_000})
+    dispatcher.tick()
+    assert task(client, created["id"])["status"] == "resolved"
+    assert len(writes) == 1  # checked against the deadline once: one write, head and body
+    [call] = receiver.calls("/whole")
+    assert call.json()["payload"] == {"big": "x" * 100_000}

@@ -205,6 +205,7 @@ class WriteLockHolder:
         self.conn.close()
 
 
+@pytest.mark.slow  # holds the write lock for two seconds
 @pytest.mark.parametrize(
     "busy_timeout_s",
     [None, 0.2],
