@@ -364,7 +364,9 @@ def check_tasks(
         elif any(
             code != answered.get(a) or not finished for a, (code, finished) in history.items()
         ):
-            problems["attempt history disagrees with the receiver"].append(where)
+            problems["attempt history disagrees with the receiver"].append(
+                f"{where} history={history}"
+            )
 
     return [
         f"{len(examples):,} task(s) {kind}: e.g. " + "; ".join(examples[:EXAMPLES])

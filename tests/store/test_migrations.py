@@ -551,3 +551,32 @@ def test_the_sqlite_claim_searches_the_due_index_among_resolved_and_future_tasks
         "SEARCH scheduler_tasks USING COVERING INDEX sqlite_autoindex_scheduler_tasks_1 (id=?)"
     ], plan
     assert not [s for s in plan if s.startswith("SCAN scheduler_tasks")], plan
+
+
+@pytest.mark.parametrize("analyze", [False, True], ids=["no-statistics", "analyzed"])
+def test_the_sqlite_outcome_write_finds_each_task_by_id_not_among_the_pending_ones(
+    tmp_path: Path, analyze: bool
+) -> None:
+    """With thousands of tasks pending, a batch of outcomes must go from each outcome to its
+    task by id: a plan through the status index reads every pending task once per outcome
+    and held the write lock for seconds (leases expired under a soak)."""
+    require_backend("sqlite")
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    migrate(url)
+    _fill_sqlite(url, resolved=5_000, due=5_000, future=5_000)
+    store = SqliteStore(url)
+    lite = sqlite3.connect(sqlite_path(url))
+    lite.create_function("scheduler_now", 0, lambda: time.time_ns() // 1000)
+    try:
+        if analyze:
+            lite.execute("ANALYZE")
+        for name in ("record_task_outcomes", "record_attempt_outcomes"):
+            rows = lite.execute(
+                "EXPLAIN QUERY PLAN " + store.q[name], {"outcomes": "[]"}
+            ).fetchall()
+            plan = [str(detail) for *_ids, detail in rows]
+            assert plan[0].startswith("SCAN json_each"), plan
+            assert len(plan) == 2 and plan[1].startswith("SEARCH"), plan
+            assert "(id=?)" in plan[1] or "(task_id=? AND attempt=?)" in plan[1], plan
+    finally:
+        lite.close()

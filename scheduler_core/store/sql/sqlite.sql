@@ -162,8 +162,10 @@ FROM (
            json_extract(value, '$.status_code') AS status_code
     FROM json_each(:outcomes)
 ) AS o
+-- `+t.status`: no index on status, so the plan goes from each outcome to its task by id,
+-- not through every pending task.
 WHERE t.id = o.id AND t.attempts = o.attempt
-  AND (t.status = 'running' OR (o.status = 'resolved' AND t.status IN ('pending', 'stale')))
+  AND (+t.status = 'running' OR (o.status = 'resolved' AND +t.status IN ('pending', 'stale')))
 
 -- name: record_attempt_outcomes
 UPDATE scheduler_attempts AS a
