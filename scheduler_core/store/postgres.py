@@ -14,6 +14,7 @@ import psycopg2.extras
 
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
+from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.pg_listener import NotifyListener
 from scheduler_core.store.pool import ConnectionPool
 from scheduler_core.store.sql_store import Cursor, SqlStore
@@ -54,6 +55,7 @@ class PostgresStore(SqlStore):
         self.pool = ConnectionPool(self._dsn, size=pool_size, **self._connect_kwargs)
         self.q = _load_queries()
         self.changes = ChangeFeed()
+        self.group_commit = GroupCommit(self._enqueue_group, name="enqueue-commit")
 
     @contextmanager
     def _tx(self) -> Iterator[Cursor]:
@@ -73,6 +75,12 @@ class PostgresStore(SqlStore):
     def _payload(self, value: Any) -> Any:
         return value  # psycopg2 parses json columns
 
+    def _time_param(self, moment: datetime) -> str:
+        return moment.isoformat()
+
+    def _keys_param(self, keys: list[str]) -> dict[str, list[str]]:
+        return {"keys": keys}
+
     def _placeholder(self, name: str) -> str:
         return f"%({name})s"
 
@@ -83,6 +91,7 @@ class PostgresStore(SqlStore):
         return NotifyListener(self._dsn, self._connect_kwargs, listener)
 
     def close(self) -> None:
+        self.group_commit.close()
         self.pool.close()
 
     def migrate(self) -> list[str]:

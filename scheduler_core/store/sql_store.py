@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -38,6 +39,7 @@ from scheduler_core.store.changes import (
     Listener,
     Watch,
 )
+from scheduler_core.store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,10 @@ def stored_task_id(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-def new_task_id() -> str:
-    return str(uuid.uuid4())
+def new_task_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs, from one read of the system's random source."""
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 class SqlStore(ABC):
@@ -81,6 +85,7 @@ class SqlStore(ABC):
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK
     statement_error: type[Exception]  # what the driver raises for a refused statement
     changes: ChangeFeed
+    group_commit: GroupCommit[NewTask, list[tuple[Task, bool]]]
 
     @abstractmethod
     def _watch_other_processes(self, listener: Listener) -> Watch | None:
@@ -106,16 +111,13 @@ class SqlStore(ABC):
     def _payload(self, value: Any) -> Any:
         """The payload as the backend returns it, as a JSON value."""
 
-    def _insert_params(self, new: NewTask) -> dict[str, Any]:
-        return {
-            "id": new_task_id(),
-            "webhook_url": new.webhook_url,
-            "webhook_auth": new.webhook_auth,
-            "payload": json.dumps(new.payload, ensure_ascii=False),
-            "execute_at": new.execute_at,
-            "idempotency_key": new.idempotency_key,
-            "max_retries": new.max_retries,
-        }
+    @abstractmethod
+    def _time_param(self, moment: datetime) -> Any:
+        """A time as the backend's statements take it inside a JSON parameter."""
+
+    @abstractmethod
+    def _keys_param(self, keys: list[str]) -> Any:
+        """A list of idempotency keys as get_tasks_by_idempotency_keys takes it."""
 
     def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
         for params in rows:
@@ -133,22 +135,46 @@ class SqlStore(ABC):
             cur.fetchall()
 
     def enqueue(self, tasks: Sequence[NewTask]) -> list[tuple[Task, bool]]:
-        results: list[tuple[Task, bool]] = []
+        """Store `tasks` (with whatever other enqueues are waiting: group commit) and
+        return once they are committed."""
+        return self.group_commit.submit(tasks)
+
+    def _enqueue_group(self, requests: list[Sequence[NewTask]]) -> list[list[tuple[Task, bool]]]:
+        """Every request's tasks in one transaction: one insert for all, one read for the
+        ones an idempotency key sent back to an existing task."""
+        flat = [new for request in requests for new in request]
+        ids = new_task_ids(len(flat))
+        rows: list[dict[str, Any]] = [
+            {
+                "id": task_id,
+                "webhook_url": new.webhook_url,
+                "webhook_auth": new.webhook_auth,
+                "payload": json.dumps(new.payload, ensure_ascii=False),
+                "execute_at": self._time_param(new.execute_at) if new.execute_at else None,
+                "idempotency_key": new.idempotency_key,
+                "max_retries": new.max_retries,
+            }
+            for task_id, new in zip(ids, flat, strict=True)
+        ]
         with self._tx() as cur:
-            for new in tasks:
-                cur.execute(self.q["insert_task"], self._insert_params(new))
-                row = cur.fetchone()
-                if row is not None:
-                    results.append((self._task(row), True))
-                    continue
-                cur.execute(
-                    self.q["get_task_by_idempotency_key"],
-                    {"idempotency_key": new.idempotency_key},
-                )
-                existing = cur.fetchone()
-                assert existing is not None, "the insert was skipped for a row that is not there"
-                results.append((self._task(existing), False))
-        if any(created and _due_soon(task) for task, created in results):
+            cur.execute(self.q["insert_tasks"], {"tasks": json.dumps(rows)})
+            created = {row["id"]: self._task(row) for row in cur.fetchall()}
+            keys = [r["idempotency_key"] for r in rows if r["id"] not in created]
+            existing: dict[str, Task] = {}
+            if keys:
+                cur.execute(self.q["get_tasks_by_idempotency_keys"], self._keys_param(keys))
+                existing = {row["idempotency_key"]: self._task(row) for row in cur.fetchall()}
+        results: list[list[tuple[Task, bool]]] = []
+        rest = iter(zip(ids, rows, strict=True))
+        for request in requests:
+            mine: list[tuple[Task, bool]] = []
+            for task_id, row in (next(rest) for _ in request):
+                if task_id in created:
+                    mine.append((created[task_id], True))
+                else:  # its key was taken: the task that holds it, unchanged
+                    mine.append((existing[row["idempotency_key"]], False))
+            results.append(mine)
+        if any(_due_soon(task) for task in created.values()):
             self.changes.publish("due")
         return results
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from scheduler_core.migrations import load as load_migrations
-from scheduler_core.models import NewTask
 from scheduler_core.store.base import StoreUnavailable
 from scheduler_core.store.changes import ChangeFeed, Listener
+from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.sql_store import Cursor, Row, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
 from scheduler_core.store.sqlite_watch import DataVersionWatcher
@@ -112,6 +112,7 @@ class SqliteStore(SqlStore):
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.changes = ChangeFeed()
+        self.group_commit = GroupCommit(self._enqueue_group, name="enqueue-commit")
 
     # -- connections ---------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class SqliteStore(SqlStore):
         conn.execute(f"SELECT scheduler_set_now({queries_for('sqlite')['now']})")
 
     def close(self) -> None:
+        self.group_commit.close()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -198,11 +200,11 @@ class SqliteStore(SqlStore):
     def _payload(self, value: Any) -> Any:
         return json.loads(value) if value is not None else None
 
-    def _insert_params(self, new: NewTask) -> dict[str, Any]:
-        params = super()._insert_params(new)
-        if new.execute_at is not None:
-            params["execute_at"] = to_micros(new.execute_at)
-        return params
+    def _time_param(self, moment: datetime) -> int:
+        return to_micros(moment)
+
+    def _keys_param(self, keys: list[str]) -> dict[str, str]:
+        return {"keys": json.dumps(keys)}
 
     def _placeholder(self, name: str) -> str:
         return f":{name}"

@@ -5,17 +5,22 @@ id::text AS id, seq, webhook_url, execute_at, status, attempts, max_retries,
 next_attempt_at, payload, idempotency_key, last_error, last_status_code,
 created_at, updated_at, resolved_at
 
--- name: insert_task
--- A task due within the wake-up window wakes every dispatcher listening: at most one
--- NOTIFY per statement (the dispatchers' own timers find later tasks).
+-- name: insert_tasks
+-- Every task of a group commit in one statement, in the order given (ids come from the
+-- caller). A task whose idempotency key is taken, by an older task or earlier in this
+-- very list, is skipped. A task due within the wake-up window wakes every dispatcher
+-- listening: one NOTIFY for the statement (the dispatchers' timers find later tasks).
 WITH inserted AS (
     INSERT INTO scheduler_tasks
-        (webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
+        (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
          idempotency_key, max_retries)
-    VALUES
-        (%(webhook_url)s, %(webhook_auth)s, %(payload)s::json,
-         coalesce(%(execute_at)s, now()), coalesce(%(execute_at)s, now()),
-         %(idempotency_key)s, %(max_retries)s)
+    SELECT (e.task->>'id')::uuid, e.task->>'webhook_url', e.task->>'webhook_auth',
+           (e.task->>'payload')::json,
+           coalesce((e.task->>'execute_at')::timestamptz, now()),
+           coalesce((e.task->>'execute_at')::timestamptz, now()),
+           e.task->>'idempotency_key', (e.task->>'max_retries')::integer
+    FROM json_array_elements(%(tasks)s::json) WITH ORDINALITY AS e(task, n)
+    ORDER BY e.n
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), wake AS (
@@ -27,8 +32,8 @@ WITH inserted AS (
 SELECT {task_columns}, w.woken
 FROM inserted LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
--- name: get_task_by_idempotency_key
-SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = %(idempotency_key)s
+-- name: get_tasks_by_idempotency_keys
+SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = ANY(%(keys)s)
 
 -- name: get_task
 SELECT {task_columns} FROM scheduler_tasks WHERE id = %(id)s

@@ -12,19 +12,26 @@ id, seq, webhook_url, execute_at, status, attempts, max_retries, next_attempt_at
 payload, idempotency_key, last_error, last_status_code, created_at, updated_at,
 resolved_at
 
--- name: insert_task
+-- name: insert_tasks
+-- Every task of a group commit in one statement, in the order given (ids come from the
+-- caller). A task whose idempotency key is taken, by an older task or earlier in this
+-- very list, is skipped. (`WHERE true`: SQLite's upsert after a SELECT needs one.)
 INSERT INTO scheduler_tasks
     (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
      idempotency_key, max_retries, created_at, updated_at)
-VALUES
-    (:id, :webhook_url, :webhook_auth, :payload,
-     coalesce(:execute_at, {now}), coalesce(:execute_at, {now}),
-     :idempotency_key, :max_retries, {now}, {now})
+SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
+       json_extract(value, '$.webhook_auth'), json_extract(value, '$.payload'),
+       coalesce(json_extract(value, '$.execute_at'), {now}),
+       coalesce(json_extract(value, '$.execute_at'), {now}),
+       json_extract(value, '$.idempotency_key'), json_extract(value, '$.max_retries'),
+       {now}, {now}
+FROM json_each(:tasks) WHERE true ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {task_columns}
 
--- name: get_task_by_idempotency_key
-SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = :idempotency_key
+-- name: get_tasks_by_idempotency_keys
+SELECT {task_columns} FROM scheduler_tasks
+WHERE idempotency_key IN (SELECT value FROM json_each(:keys))
 
 -- name: get_task
 SELECT {task_columns} FROM scheduler_tasks WHERE id = :id
