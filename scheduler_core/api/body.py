@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from scheduler_core.api.errors import ApiError
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -42,8 +45,10 @@ def json_body() -> Any:
     try:
         text = raw.decode("utf-8-sig")
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-        # Lone surrogates (\ud800) parse but cannot be stored or sent as UTF-8.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        # Lone surrogates (\ud800) parse but cannot be stored or sent as UTF-8. Only an
+        # escape can make one (UTF-8 input cannot hold them), so only then look.
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from None
     return value

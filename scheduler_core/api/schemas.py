@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +15,11 @@ MAX_AUTH_LENGTH = 8192
 MAX_KEY_LENGTH = 255
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+# What str.isspace() calls whitespace (re's \s on str is the same set), and the C0
+# controls and DEL: none may appear in a webhook URL.
+_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+# Any character outside what a header value may hold: TAB, visible ASCII, ISO-8859-1 upper half.
+_HEADER_FORBIDDEN = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 
 
 class StrictInteger(fields.Integer):
@@ -32,12 +39,16 @@ def _no_nul(value: str) -> None:
         raise ValidationError("Must not contain NUL characters.")
 
 
+def header_value_problem(value: str) -> bool:
+    """Whether `value` cannot be sent as a header value (a NUL or any other control
+    character, leading whitespace, a character beyond ISO-8859-1)."""
+    return bool(value[:1].isspace() or _HEADER_FORBIDDEN.search(value))
+
+
 def _header_value(value: str) -> None:
     """webhookAuth is sent verbatim as a header: refuse what no header can carry, here,
     rather than at delivery, where the HTTP library's error would quote the secret."""
-    if value[:1].isspace() or any(
-        not (ch == "\t" or " " <= ch <= "~" or "\x80" <= ch <= "\xff") for ch in value
-    ):
+    if header_value_problem(value):
         raise ValidationError(
             "Must be a valid header value: no control characters, no leading whitespace, "
             "only ISO-8859-1 characters."
@@ -76,7 +87,7 @@ class TaskInputSchema(Schema):
 def check_webhook_url(value: str, schemes: frozenset[str]) -> None:
     if len(value) > MAX_URL_LENGTH:
         raise ValidationError(f"Must be at most {MAX_URL_LENGTH} characters.")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _URL_FORBIDDEN.search(value):
         raise ValidationError("Must not contain whitespace or control characters.")
     try:
         parts = urlsplit(value)
@@ -95,13 +106,20 @@ def check_webhook_url(value: str, schemes: frozenset[str]) -> None:
         raise ValidationError("Must name a host.")
 
 
+@functools.lru_cache(maxsize=4096)
+def timestamp_text(value: datetime | None) -> str | None:
+    """A time as the API writes it: UTC, ISO-8601, with a Z; None stays None. (Cached:
+    the tasks of one array share their creation time, and often their due time.)"""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Timestamp(fields.Field):
     """UTC, ISO-8601, with a Z."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        return str(value.astimezone(UTC).isoformat().replace("+00:00", "Z"))
+        return timestamp_text(value)
 
 
 class TaskOutputSchema(Schema):

@@ -1,5 +1,7 @@
 """POST /api/v1/tasks with a JSON array: 1..1000 tasks, in one transaction, all or nothing."""
 
+import logging
+
 import pytest
 
 from tests.api.helpers import (
@@ -160,3 +162,22 @@ def test_batch_tasks_are_delivered(client, dispatcher, receiver):
         [call] = receiver.calls(f"/b{i}")
         assert call.json()["taskId"] == task["id"] and call.json()["payload"] == i
         assert get_task(client, task["id"])["status"] == "resolved"
+
+
+def test_an_array_is_one_log_line_naming_its_count(client, caplog):
+    caplog.set_level(logging.INFO, logger="scheduler_core.api.tasks")
+    first = client.post("/api/v1/tasks", json=items(3, idempotencyKey=None))
+    assert first.status_code == 201
+    again = client.post(
+        "/api/v1/tasks", json=[*items(2), {"webhookUrl": NOWHERE, "idempotencyKey": "k"}]
+    )
+    repeat = client.post("/api/v1/tasks", json=[{"webhookUrl": NOWHERE, "idempotencyKey": "k"}] * 2)
+    assert again.status_code == 201 and repeat.status_code == 201
+    lines = [r.getMessage() for r in caplog.records if r.name == "scheduler_core.api.tasks"]
+    assert len(lines) == 3, lines
+    ids = [t["id"] for t in first.get_json()["tasks"]]
+    assert lines[0].startswith("enqueued an array of 3: 3 created")
+    assert f"first task={ids[0]}" in lines[0] and f"last task={ids[2]}" in lines[0]
+    assert lines[1].startswith("enqueued an array of 3: 3 created")
+    assert lines[2].startswith("enqueued an array of 2: 0 created")
+    assert lines[2].endswith("2 idempotent repeats")

@@ -7,30 +7,36 @@ created_at, updated_at, resolved_at
 
 -- name: insert_tasks
 -- Every task of a group commit in one statement, in the order given (ids come from the
--- caller). A task whose idempotency key is taken, by an older task or earlier in this
+-- caller; a new task's next_attempt_at is its execute_at). A task whose idempotency key is taken, by an older task or earlier in this
 -- very list, is skipped. A task due within the wake-up window wakes every dispatcher
 -- listening: one NOTIFY for the statement (the dispatchers' timers find later tasks).
 WITH inserted AS (
     INSERT INTO scheduler_tasks
         (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
          idempotency_key, max_retries)
-    SELECT (e.task->>'id')::uuid, e.task->>'webhook_url', e.task->>'webhook_auth',
-           (e.task->>'payload')::json,
-           coalesce((e.task->>'execute_at')::timestamptz, now()),
-           coalesce((e.task->>'execute_at')::timestamptz, now()),
-           e.task->>'idempotency_key', (e.task->>'max_retries')::integer
-    FROM json_array_elements(%(tasks)s::json) WITH ORDINALITY AS e(task, n)
-    ORDER BY e.n
+    SELECT t.id, t.webhook_url, t.webhook_auth, t.payload::json,
+           coalesce(t.execute_at, now()), coalesce(t.execute_at, now()),
+           t.idempotency_key, t.max_retries
+    -- json_to_recordset parses the array once (->> on json would parse each element
+    -- once per field); the payload arrives as the JSON text to store, verbatim.
+    FROM ROWS FROM (
+        json_to_recordset(%(tasks)s::json) AS (
+            id uuid, webhook_url text, webhook_auth text, payload text,
+            execute_at timestamptz, idempotency_key text, max_retries integer)
+    ) WITH ORDINALITY AS t(id, webhook_url, webhook_auth, payload, execute_at,
+                           idempotency_key, max_retries, n)
+    ORDER BY t.n
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, execute_at, created_at
 ), wake AS (
     SELECT pg_notify('scheduler_core', 'due') FROM inserted
-    WHERE next_attempt_at <= now() + interval '{wake_window}'
+    WHERE execute_at <= now() + interval '{wake_window}'
     LIMIT 1
 )
--- `woken` is selected so the planner cannot drop the join, and the NOTIFY with it.
-SELECT {task_columns}, w.woken
-FROM inserted LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
+-- Only what the database chose: the caller knows the rest of a new task. `woken` is
+-- selected so the planner cannot drop the join, and the NOTIFY with it.
+SELECT i.id::text AS id, i.execute_at, i.created_at, w.woken
+FROM inserted i LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
 -- name: get_tasks_by_idempotency_keys
 SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = ANY(%(keys)s)

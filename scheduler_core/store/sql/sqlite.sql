@@ -14,8 +14,10 @@ resolved_at
 
 -- name: insert_tasks
 -- Every task of a group commit in one statement, in the order given (ids come from the
--- caller). A task whose idempotency key is taken, by an older task or earlier in this
--- very list, is skipped. (`WHERE true`: SQLite's upsert after a SELECT needs one.)
+-- caller; a new task's next_attempt_at is its execute_at). A task whose idempotency key
+-- is taken, by an older task or earlier in this very list, is skipped. Only what the
+-- database chose is returned: the caller knows the rest of a new task. (`WHERE true`:
+-- SQLite's upsert after a SELECT needs one.)
 INSERT INTO scheduler_tasks
     (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
      idempotency_key, max_retries, created_at, updated_at)
@@ -27,7 +29,7 @@ SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
        {now}, {now}
 FROM json_each(:tasks) WHERE true ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {task_columns}
+RETURNING id, execute_at, created_at
 
 -- name: get_tasks_by_idempotency_keys
 SELECT {task_columns} FROM scheduler_tasks
