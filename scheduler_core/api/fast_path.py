@@ -18,16 +18,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from marshmallow import ValidationError
-
 from scheduler_core.api.schemas import (
     EARLIEST,
     LATEST,
     MAX_AUTH_LENGTH,
     MAX_KEY_LENGTH,
-    check_webhook_url,
     header_value_problem,
     timestamp_text,
+    webhook_url_problem,
 )
 from scheduler_core.models import NewTask, Task
 
@@ -42,11 +40,7 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
     if type(item) is not dict or not item.keys() <= INPUT_FIELDS:
         return None
     url = item.get("webhookUrl")
-    if type(url) is not str:
-        return None
-    try:
-        check_webhook_url(url, schemes)
-    except ValidationError:
+    if type(url) is not str or webhook_url_problem(url, schemes) is not None:
         return None
     auth = item.get("webhookAuth")
     if auth is not None and (

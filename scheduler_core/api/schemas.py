@@ -85,25 +85,36 @@ class TaskInputSchema(Schema):
 
 
 def check_webhook_url(value: str, schemes: frozenset[str]) -> None:
+    """Raise ValidationError unless `value` is an absolute URL of a host, at most
+    MAX_URL_LENGTH characters, whose scheme is in `schemes`."""
+    problem = webhook_url_problem(value, schemes)
+    if problem is not None:
+        raise ValidationError(problem)
+
+
+@functools.lru_cache(maxsize=1024)  # the tasks of an array mostly share their URL
+def webhook_url_problem(value: str, schemes: frozenset[str]) -> str | None:
+    """What is wrong with `value` as a webhook URL, or None."""
     if len(value) > MAX_URL_LENGTH:
-        raise ValidationError(f"Must be at most {MAX_URL_LENGTH} characters.")
+        return f"Must be at most {MAX_URL_LENGTH} characters."
     if _URL_FORBIDDEN.search(value):
-        raise ValidationError("Must not contain whitespace or control characters.")
+        return "Must not contain whitespace or control characters."
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ValidationError(f"Not a valid URL: {exc}.") from None
+        return f"Not a valid URL: {exc}."
     scheme = parts.scheme.lower()
     if not scheme:
-        raise ValidationError("Must be an absolute URL, like https://example.com/hook.")
+        return "Must be an absolute URL, like https://example.com/hook."
     if scheme not in schemes:
-        raise ValidationError(
+        return (
             f"Scheme {scheme!r} is not handled by any loaded delivery plugin "
             f"(handled: {', '.join(sorted(schemes))})."
         )
     if not parts.hostname:
-        raise ValidationError("Must name a host.")
+        return "Must name a host."
+    return None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2
-import psycopg2.extras
+import psycopg2.extensions
 
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
@@ -34,6 +34,33 @@ def _load_queries() -> dict[str, str]:
         name: sql.replace("{task_columns}", columns).replace("{wake_window}", window)
         for name, sql in raw.items()
     }
+
+
+class DictRowCursor(psycopg2.extensions.cursor):
+    """Rows as plain dicts keyed by column name. psycopg2's RealDictCursor fills each row
+    in Python, a call per column; zipping the tuples psycopg2 makes in C costs a fraction
+    of that, which shows when an insert returns 500 rows."""
+
+    def _names(self) -> list[str]:
+        return [column.name for column in self.description or ()]
+
+    def fetchone(self) -> dict[str, Any] | None:  # type: ignore[override]
+        row = super().fetchone()
+        return None if row is None else dict(zip(self._names(), row, strict=True))
+
+    def fetchmany(self, size: int | None = None) -> list[dict[str, Any]]:  # type: ignore[override]
+        names = self._names()
+        rows = super().fetchmany() if size is None else super().fetchmany(size)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def fetchall(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        names = self._names()
+        return [dict(zip(names, row, strict=True)) for row in super().fetchall()]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        names = self._names()
+        for row in super().__iter__():
+            yield dict(zip(names, row, strict=True))
 
 
 class PostgresStore(SqlStore):
@@ -61,7 +88,7 @@ class PostgresStore(SqlStore):
     def _tx(self) -> Iterator[Cursor]:
         with self.pool.connection() as conn:
             try:
-                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                with conn.cursor(cursor_factory=DictRowCursor) as cur:
                     yield cur
                 conn.commit()
             except BaseException:
