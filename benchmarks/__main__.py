@@ -15,8 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from benchmarks import lateness
-from benchmarks.report import Report, format_json, format_text, run_metadata
+from benchmarks import batch, claim, dispatch, enqueue, lateness
+from benchmarks.cluster import ChildProcess, ProcessRecord
+from benchmarks.common import failed_note, progress
+from benchmarks.report import (
+    Column,
+    Report,
+    Table,
+    fmt_mib,
+    format_json,
+    format_text,
+    row_failed,
+    run_metadata,
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +47,39 @@ BENCHMARKS: dict[str, Benchmark] = {
             lateness.add_arguments,
             lateness.run,
         ),
+        Benchmark(
+            "enqueue",
+            "single-task enqueue over HTTP from 8 and 32 threads, against a no-op endpoint",
+            enqueue.add_arguments,
+            enqueue.run,
+        ),
+        Benchmark(
+            "batch",
+            "arrays of 500 tasks over HTTP, against a raw multi-row INSERT of the same rows",
+            batch.add_arguments,
+            batch.run,
+        ),
+        Benchmark(
+            "dispatch",
+            "due to resolved with 1 and 2 workers, against requests' own rate and a peer queue",
+            dispatch.add_arguments,
+            dispatch.run,
+        ),
+        Benchmark(
+            "claim",
+            "the store's claim of 100 due tasks with 10^4 and 10^6 pending rows",
+            claim.add_arguments,
+            claim.run,
+        ),
     )
 }
+
+PROCESS_COLUMNS = (
+    Column("name", "process"),
+    Column("pid", "pid", numeric=True),
+    Column("peak_rss_kb", "peak RSS MiB", fmt_mib, numeric=True),
+    Column("exit_code", "exit"),
+)
 
 
 def add_common(parser: argparse.ArgumentParser, dest_prefix: str = "") -> None:
@@ -87,11 +129,32 @@ def main(argv: list[str] | None = None) -> int:
         args.json = args.json or args.all_json
         runs = [args]
     meta = run_metadata()
-    reports = [BENCHMARKS[run.benchmark].run(run) for run in runs]
+    reports = [run_one(run) for run in runs]
     as_json = runs[0].json
     sys.stdout.write(format_json(meta, reports) if as_json else format_text(meta, reports))
     # A case that failed (a process died, callbacks missing) makes the run fail.
-    return int(any(row.get("note", "ok") != "ok" for r in reports for row in r.rows))
+    return int(any(row_failed(row) for r in reports for row in r.rows))
+
+
+def run_one(args: argparse.Namespace) -> Report:
+    """One benchmark, with the peak memory of every process it started; a benchmark that
+    raised is one failed row, and the next one runs."""
+    mark = len(ChildProcess.history)
+    try:
+        report = BENCHMARKS[args.benchmark].run(args)
+    except Exception as exc:
+        progress(args.benchmark, f"crashed: {exc!r}")
+        report = Report(args.benchmark, (Column("note", "note"),), [{"note": failed_note(exc)}])
+    report.tables.append(process_table(ChildProcess.history[mark:]))
+    return report
+
+
+def process_table(records: list[ProcessRecord]) -> Table:
+    rows = [
+        {"name": r.name, "pid": r.pid, "peak_rss_kb": r.peak_rss_kb, "exit_code": r.exit_code}
+        for r in records
+    ]
+    return Table("processes started (VmHWM just before each was stopped)", PROCESS_COLUMNS, rows)
 
 
 if __name__ == "__main__":

@@ -15,26 +15,45 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from benchmarks.procfs import peak_rss_kb
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STOP_TIMEOUT_S = 15.0
 READY_TIMEOUT_S = 30.0
+SCHEDULER_CLI = [sys.executable, "-m", "scheduler_core.cli"]
 
 
 class ClusterError(RuntimeError):
     """A process or database the benchmark needs could not be set up."""
 
 
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A child that ended: its peak resident memory (VmHWM read just before it was
+    stopped, or the kernel's maxrss for a child that exited by itself) and exit code."""
+
+    name: str
+    pid: int
+    peak_rss_kb: int | None
+    exit_code: int | None
+
+
 class ChildProcess:
-    """A subprocess with its stderr in a file; `stop()` sends SIGTERM, then SIGKILL."""
+    """A subprocess with its stderr in a file; `stop()` sends SIGTERM, then SIGKILL.
+
+    Every child that ended is appended to `history`, so a benchmark can list the peak
+    memory of each process it started."""
 
     running: list[ChildProcess] = []
+    history: list[ProcessRecord] = []
 
     def __init__(
         self,
@@ -51,6 +70,7 @@ class ChildProcess:
             argv, stdout=stdout, stderr=self._log, env=env, cwd=log_dir, start_new_session=True
         )
         self.exit_code: int | None = None
+        self.peak_rss_kb: int | None = None
         ChildProcess.running.append(self)
 
     @property
@@ -68,7 +88,10 @@ class ChildProcess:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, wait up to `timeout`, then SIGKILL; return the exit code."""
+        if self not in ChildProcess.running:
+            return self.exit_code
         if self.proc.poll() is None:
+            self.peak_rss_kb = peak_rss_kb(self.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -77,13 +100,35 @@ class ChildProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self._finish()
+        return self.exit_code
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for a child that ends by itself (a migration); its peak memory is the
+        kernel's maxrss from wait4. Stopped with SIGKILL after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.proc.returncode is None:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.peak_rss_kb = usage.ru_maxrss
+            elif time.monotonic() > deadline:
+                self.stop()
+                raise ClusterError(f"{self.name} did not finish within {timeout:.0f}s")
+            else:
+                time.sleep(0.02)
+        self._finish()
+        return self.proc.returncode
+
+    def _finish(self) -> None:
         self.exit_code = self.proc.returncode
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
-        if self in ChildProcess.running:
-            ChildProcess.running.remove(self)
-        return self.exit_code
+        ChildProcess.running.remove(self)
+        ChildProcess.history.append(
+            ProcessRecord(self.name, self.pid, self.peak_rss_kb, self.exit_code)
+        )
 
     def stderr_tail(self, lines: int = 5) -> list[str]:
         try:
@@ -127,19 +172,25 @@ def read_line(child: ChildProcess, timeout: float) -> str:
     return line.decode().strip()
 
 
+def spawn_with_port(name: str, module: str, log_dir: Path) -> tuple[ChildProcess, int]:
+    """`python -m <module> --port 0`, which prints `PORT <n>` once it listens."""
+    argv = [sys.executable, "-m", module, "--port", "0"]
+    child = ChildProcess(name, argv, log_dir, python_env(), subprocess.PIPE)
+    try:
+        word, port = read_line(child, READY_TIMEOUT_S).split()
+        if word != "PORT":
+            raise ValueError(f"expected PORT <n>, got {word!r}")
+        return child, int(port)
+    except (ClusterError, ValueError) as exc:
+        child.stop()
+        raise ClusterError(f"{name} did not start: {exc}") from None
+
+
 class Receiver:
     """`python -m benchmarks.receiver` in its own process, and a client for its records."""
 
     def __init__(self, log_dir: Path) -> None:
-        argv = [sys.executable, "-m", "benchmarks.receiver", "--port", "0"]
-        self.child = ChildProcess("receiver", argv, log_dir, python_env(), subprocess.PIPE)
-        try:
-            word, port = read_line(self.child, READY_TIMEOUT_S).split()
-        except (ClusterError, ValueError) as exc:
-            self.child.stop()
-            raise ClusterError(f"receiver did not start: {exc}") from None
-        assert word == "PORT"
-        self.port = int(port)
+        self.child, self.port = spawn_with_port("receiver", "benchmarks.receiver", log_dir)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.hook_url = f"{self.base_url}/hook"
         self._session = requests.Session()
@@ -233,14 +284,20 @@ def scheduler_env(database_url: str) -> dict[str, str]:
 
 class SchedulerCluster:
     """Topology "serve": one `scheduler serve`. Topology "worker": `scheduler serve
-    --no-dispatcher` for the API plus one `scheduler worker` that delivers."""
+    --no-dispatcher` for the API plus one `scheduler worker` that delivers. Topology "api":
+    `scheduler serve --no-dispatcher` alone; `add_worker()` starts workers beside it.
+
+    Each process connects to PostgreSQL with its own name as application_name (PGAPPNAME),
+    so its backends can be told apart in pg_stat_activity."""
 
     def __init__(self, topology: str, database_url: str, log_dir: Path, label: str) -> None:
         self.topology = topology
+        self.database_url = database_url
         self.env = scheduler_env(database_url)
         self.log_dir = log_dir
         self.label = label
         self.children: list[ChildProcess] = []
+        self.workers: list[ChildProcess] = []
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
 
@@ -248,17 +305,30 @@ class SchedulerCluster:
         """Start `scheduler serve` (with `--no-dispatcher` and a `scheduler worker` beside
         it in topology "worker": both migrate, which is safe at once) and wait until /readyz
         answers. The worker's readiness shows only in a delivery (it logs at INFO level)."""
-        cli = [sys.executable, "-m", "scheduler_core.cli"]
-        argv = [*cli, "serve", "--port", str(self.port)]
+        argv = [*SCHEDULER_CLI, "serve", "--port", str(self.port)]
         if self.topology == "worker":
             self._start("api", [*argv, "--no-dispatcher"])
-            self._start("worker", [*cli, "worker"])
+            self.add_worker()
+        elif self.topology == "api":
+            self._start("api", [*argv, "--no-dispatcher"])
         else:
             self._start("serve", argv)
         self._wait_ready()
 
+    def add_worker(self) -> ChildProcess:
+        """One more `scheduler worker` on the same database (named worker, worker2, ...)."""
+        suffix = str(len(self.workers) + 1) if self.workers else ""
+        child = self._start(f"worker{suffix}", [*SCHEDULER_CLI, "worker"])
+        self.workers.append(child)
+        return child
+
+    @property
+    def api(self) -> ChildProcess:
+        return self.children[0]
+
     def _start(self, role: str, argv: list[str]) -> ChildProcess:
-        child = ChildProcess(f"{self.label}-{role}", argv, self.log_dir, self.env)
+        name = f"{self.label}-{role}"
+        child = ChildProcess(name, argv, self.log_dir, {**self.env, "PGAPPNAME": name})
         self.children.append(child)
         return child
 
@@ -290,3 +360,52 @@ class SchedulerCluster:
             if was_running and code != 0:
                 problems.append(f"{child.name} exited with code {code} on SIGTERM")
         return problems
+
+
+def patch_config(api_url: str, changes: dict[str, int]) -> None:
+    """PATCH /api/v1/config with camelCase keys; ClusterError unless every one applied."""
+    answer = requests.patch(f"{api_url}/api/v1/config", json=changes, timeout=10)
+    body = answer.json() if answer.status_code == 200 else {}
+    if any(body.get(key) != value for key, value in changes.items()):
+        raise ClusterError(f"PATCH /api/v1/config answered {answer.status_code}: {answer.text}")
+
+
+@contextlib.contextmanager
+def database(backend: str) -> Iterator[str]:
+    """A fresh, empty database of `backend` ("postgresql" or "sqlite"); yields its URL."""
+    manager = postgresql_database() if backend == "postgresql" else sqlite_database()
+    with manager as url:
+        yield url
+
+
+def migrate(database_url: str, log_dir: Path, label: str) -> None:
+    """`scheduler migrate` on the database, as its own process."""
+    child = ChildProcess(
+        f"{label}-migrate", [*SCHEDULER_CLI, "migrate"], log_dir, scheduler_env(database_url)
+    )
+    code = child.wait_exit(READY_TIMEOUT_S)
+    if code != 0:
+        tail = "; ".join(child.stderr_tail(2))
+        raise ClusterError(f"scheduler migrate exited with code {code}: {tail}")
+
+
+class Server:
+    """A helper server in its own process that prints `PORT <n>`: the fast receiver
+    (`benchmarks.fast_receiver`) or the no-op JSON endpoint (`benchmarks.noop_server`)."""
+
+    def __init__(self, name: str, module: str, log_dir: Path) -> None:
+        self.child, self.port = spawn_with_port(name, module, log_dir)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def posts(self) -> int:
+        """The fast receiver's count of POSTs answered so far."""
+        answer = requests.get(f"{self.base_url}/count", timeout=10)
+        answer.raise_for_status()
+        return int(answer.json()["posts"])
+
+    def stop(self) -> None:
+        self.child.stop()

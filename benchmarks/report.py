@@ -23,6 +23,30 @@ def fmt_ms(value: Any) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def fmt_int(value: Any) -> str:
+    """A count or rate, rounded, with thousands separators."""
+    return "" if value is None else f"{value:,.0f}"
+
+
+def fmt_ratio(value: Any) -> str:
+    """A ratio of two rates (1.00 = as fast as the baseline)."""
+    return "" if value is None else f"{value:.2f}"
+
+
+def fmt_pct(value: Any) -> str:
+    """CPU in percent of one core; several processes' values joined by '+'."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "+".join(fmt_pct(v) or "?" for v in value)
+    return f"{value:.0f}"
+
+
+def fmt_mib(value: Any) -> str:
+    """KiB as MiB with one decimal."""
+    return "" if value is None else f"{value / 1024:.1f}"
+
+
 def fmt_plain(value: Any) -> str:
     """The value on one line (an error message may span several)."""
     return "" if value is None else " ".join(str(value).split())
@@ -39,6 +63,15 @@ class Column:
 
 
 @dataclass
+class Table:
+    """A smaller table printed under a benchmark's main one (the processes it started)."""
+
+    title: str
+    columns: Sequence[Column]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class Report:
     """A benchmark's result: rows of plain values (JSON-ready) and how to print them."""
 
@@ -47,6 +80,14 @@ class Report:
     rows: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+def row_failed(row: dict[str, Any]) -> bool:
+    """A row whose case did not run to the end: its note says why. A skipped row (the peer
+    queue is not installed) is no failure."""
+    note = str(row.get("note", "ok"))
+    return note != "ok" and not note.startswith("skipped")
 
 
 def run_metadata() -> dict[str, Any]:
@@ -103,6 +144,9 @@ def format_report(report: Report) -> str:
         parts.append("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     parts.append(format_table(report.columns, report.rows))
     parts.extend(f"note: {note}" for note in report.notes)
+    for table in report.tables:
+        parts.append(f"-- {report.name}: {table.title} --")
+        parts.append(format_table(table.columns, table.rows))
     return "\n".join(parts)
 
 
@@ -114,7 +158,14 @@ def format_json(meta: dict[str, Any], reports: Sequence[Report]) -> str:
     document = {
         "meta": meta,
         "benchmarks": [
-            {"name": r.name, "meta": r.meta, "rows": r.rows, "notes": r.notes} for r in reports
+            {
+                "name": r.name,
+                "meta": r.meta,
+                "rows": r.rows,
+                "notes": r.notes,
+                "tables": {t.title: t.rows for t in r.tables},
+            }
+            for r in reports
         ],
     }
     return json.dumps(document, indent=2, default=str) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -72,13 +73,15 @@ class PostgresStore(SqlStore):
         self._dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
         self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": 5,
-            "application_name": "scheduler-core",
             "options": "-c timezone=UTC",
             "keepalives": 1,
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
         }
+        # Named in pg_stat_activity, unless the URL or PGAPPNAME names the process.
+        if "application_name" not in self._dsn and not os.environ.get("PGAPPNAME"):
+            self._connect_kwargs["application_name"] = "scheduler-core"
         self.pool = ConnectionPool(self._dsn, size=pool_size, **self._connect_kwargs)
         self.q = _load_queries()
         self.changes = ChangeFeed()

@@ -181,3 +181,36 @@ def test_every_store_verb_is_store_unavailable_when_the_server_is_unreachable() 
     finally:
         store.close()
     assert time.monotonic() - started < 30  # refused at once, not a hang per call
+
+
+def _application_names(url: str) -> set[str]:
+    conn = admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = %s",
+                (url.rsplit("/", 1)[1],),
+            )
+            return {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_connections_are_named_scheduler_core_unless_pgappname_names_them(
+    postgres_clean_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operator tells processes apart in pg_stat_activity by PGAPPNAME, as with psql.
+    monkeypatch.delenv("PGAPPNAME", raising=False)
+    store = PostgresStore(postgres_clean_url, pool_size=1)
+    try:
+        store.get("00000000-0000-4000-8000-000000000000")
+        assert "scheduler-core" in _application_names(postgres_clean_url)
+    finally:
+        store.close()
+    monkeypatch.setenv("PGAPPNAME", "billing-worker-3")
+    store = PostgresStore(postgres_clean_url, pool_size=1)
+    try:
+        store.get("00000000-0000-4000-8000-000000000000")
+        assert "billing-worker-3" in _application_names(postgres_clean_url)
+    finally:
+        store.close()
