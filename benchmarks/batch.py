@@ -13,6 +13,7 @@ rows/s.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import threading
 import time
@@ -76,9 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="tasks per case, a multiple of 1000 (default 50,000; 10,000 with --quick)",
     )
+    parser.add_argument(
+        "--webhook-auth",
+        default=None,
+        help="give every HTTP task this webhookAuth (to measure its encryption, run with "
+        "SCHEDULER_ENCRYPTION_KEY set); the raw INSERT stores none",
+    )
 
 
-def http_row(backend: str, tasks: int, logs: Path) -> dict[str, Any]:
+def http_row(backend: str, tasks: int, logs: Path, body: bytes = BODY) -> dict[str, Any]:
     with database(backend) as db_url:
         cluster = SchedulerCluster("api", db_url, logs, f"batch-{backend}")
         try:
@@ -89,7 +96,7 @@ def http_row(backend: str, tasks: int, logs: Path) -> dict[str, Any]:
                 before = int(db.scalar("SELECT count(*) FROM scheduler_tasks"))
                 result = post_load(
                     f"{cluster.api_url}/api/v1/tasks",
-                    BODY,
+                    body,
                     THREADS,
                     expect=201,
                     requests_total=tasks // BATCH,
@@ -234,10 +241,15 @@ def run(args: argparse.Namespace) -> Report:
         "threads": THREADS,
         "backends": ",".join(backends),
     }
+    body = BODY
+    if args.webhook_auth is not None:
+        body = json_bytes([{**FUTURE_TASK, "webhookAuth": args.webhook_auth}] * BATCH)
+        report.meta["settings"]["webhook_auth"] = "set"
     with log_folder(report) as logs:
         for backend in backends:
             pair: dict[str, dict[str, Any]] = {}
-            for method, measure in (("raw INSERT", raw_row), ("HTTP arrays", http_row)):
+            http_measure = functools.partial(http_row, body=body)
+            for method, measure in (("raw INSERT", raw_row), ("HTTP arrays", http_measure)):
                 progress(NAME, f"{backend}: {method}, {tasks} tasks")
                 key = {"backend": backend, "method": method, "threads": THREADS}
                 try:

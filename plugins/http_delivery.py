@@ -46,6 +46,7 @@ from scheduler_core.resolver import (
     connect,
     default_resolver,
 )
+from scheduler_core.targets import refusal_at_connect
 
 if TYPE_CHECKING:
     from scheduler_core.models import Callback
@@ -143,6 +144,13 @@ class _DeadlineConnection(HTTPConnection):
             if scope is not None:
                 scope.failure = f"dns error: {exc}"
             raise NameResolutionError(self.host, self, socket.gaierror(str(exc))) from None
+        # Every address is checked, and the connection goes to these and no others, so a
+        # name that resolves somewhere else later (DNS rebinding) cannot pass.
+        refusal = refusal_at_connect(self._dns_host, [a.ip for a in addresses])
+        if refusal is not None:
+            if scope is not None:
+                scope.failure = f"target refused: {refusal}"
+            raise NewConnectionError(self, "target refused by the target policy")
         _step(scope, "connect")
         try:
             sock = connect(addresses, deadline, self.socket_options or (), self.source_address)

@@ -4,22 +4,36 @@ SPEC.md, "The callback": `POST webhookUrl` with Content-Type, User-Agent,
 X-Scheduler-Task-Id, X-Scheduler-Attempt, Authorization (the task's webhookAuth, when it
 has one), and the JSON body `{"taskId", "executeAt", "attempt", "payload"}`. Delivery
 plugins send this as built; they never build their own.
+
+With SCHEDULER_SIGNING_SECRET set, the callback is signed in the Standard Webhooks format
+(``scheduler_core.signing``): `webhook-id` is the task id (the same on every retry, as the
+spec asks of a retried message), `webhook-timestamp` the Unix second the attempt's request
+was built (just before it is sent), and `webhook-signature` one `v1,...` per secret over
+exactly these body bytes. Every transport carries them, since they are built here.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from types import MappingProxyType
 
 from scheduler_core import __version__
 from scheduler_core.models import Callback, ClaimedTask
+from scheduler_core.signing import Signer
 
 USER_AGENT = f"scheduler-core/{__version__}"
 
 
-def build_callback(task: ClaimedTask, timeout_ms: int) -> Callback:
-    """The callback for `task`'s current attempt; `timeout_ms` is the attempt's budget."""
+def build_callback(
+    task: ClaimedTask, timeout_ms: int, signer: Signer | None = None, now: float | None = None
+) -> Callback:
+    """The callback for `task`'s current attempt; `timeout_ms` is the attempt's budget.
+
+    With a `signer`, the Standard Webhooks headers follow the others; `now` (Unix time,
+    default the clock) gives their timestamp.
+    """
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -28,10 +42,14 @@ def build_callback(task: ClaimedTask, timeout_ms: int) -> Callback:
     }
     if task.webhook_auth is not None:
         headers["Authorization"] = task.webhook_auth
+    body = callback_body(task)
+    if signer is not None:
+        timestamp = int(time.time() if now is None else now)
+        headers.update(signer.headers(task.id, timestamp, body))
     return Callback(
         url=task.webhook_url,
         headers=MappingProxyType(headers),
-        body=callback_body(task),
+        body=body,
         task_id=task.id,
         attempt=task.attempt,
         timeout_ms=timeout_ms,

@@ -19,8 +19,17 @@ from scheduler_core import __version__
 from scheduler_core.logs import setup_logging
 from scheduler_core.plugin_manager import PluginLoadError, PluginManager
 from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
-from scheduler_core.serving import drain, stop_listening
-from scheduler_core.settings import DEFAULT_DELIVERY_THREADS, MAX_DELIVERY_THREADS, Settings
+from scheduler_core.serving import create_server, drain, stop_listening
+from scheduler_core.settings import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_DELIVERY_THREADS,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_READ_TIMEOUT_S,
+    MAX_CONNECTION_LIMIT,
+    MAX_DELIVERY_THREADS,
+    MAX_TIMEOUT_S,
+    Settings,
+)
 from scheduler_core.store import Store, StoreError, open_store
 
 log = logging.getLogger("scheduler_core.cli")
@@ -62,7 +71,9 @@ def _plugins(settings: Settings) -> PluginManager:
 
 def _open_migrated_store(settings: Settings, pool_size: int) -> Store:
     try:
-        store = open_store(settings.database_url, pool_size=pool_size)
+        store = open_store(
+            settings.database_url, pool_size=pool_size, encryption_keys=settings.encryption_keys
+        )
         store.migrate()
     except (StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -134,6 +145,27 @@ def cli(log_level: str) -> None:
     type=click.IntRange(1, 512),
     help="HTTP worker threads",
 )
+@click.option(
+    "--connection-limit",
+    type=click.IntRange(1, MAX_CONNECTION_LIMIT),
+    default=None,
+    help="Open client connections at most; when full, the longest-idle or slowest one is "
+    f"closed for a newcomer [env SCHEDULER_CONNECTION_LIMIT; default {DEFAULT_CONNECTION_LIMIT}]",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, MAX_TIMEOUT_S, min_open=True),
+    default=None,
+    help="Seconds before a connection with nothing in progress is closed "
+    f"[env SCHEDULER_IDLE_TIMEOUT_S; default {DEFAULT_IDLE_TIMEOUT_S:g}]",
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(0, MAX_TIMEOUT_S, min_open=True),
+    default=None,
+    help="Seconds a client may take to send one request, head and body, from its first "
+    f"byte; then 408 [env SCHEDULER_READ_TIMEOUT_S; default {DEFAULT_READ_TIMEOUT_S:g}]",
+)
 @click.option("--no-dispatcher", is_flag=True, help="Serve the API only; deliver nothing.")
 @delivery_threads_option
 @database_url_option
@@ -141,29 +173,36 @@ def serve(
     host: str,
     port: int,
     threads: int,
+    connection_limit: int | None,
+    idle_timeout: float | None,
+    read_timeout: float | None,
     no_dispatcher: bool,
     delivery_threads: int | None,
     database_url: str | None,
 ) -> None:
     """Serve the HTTP API, with the dispatcher in the same process."""
-    import waitress
-
     from scheduler_core.api import create_app
     from scheduler_core.dispatcher import Dispatcher
 
     settings = _settings(database_url, delivery_threads)
+    settings = dataclasses.replace(  # flags override the environment
+        settings,
+        connection_limit=connection_limit or settings.connection_limit,
+        idle_timeout_s=idle_timeout or settings.idle_timeout_s,
+        read_timeout_s=read_timeout or settings.read_timeout_s,
+    )
     plugins = _plugins(settings)
     # API threads, plus the dispatcher's loop, recorder and retention.
     store = _open_migrated_store(settings, pool_size=threads + 4)
-    app = create_app(settings, store=store, plugins=plugins)
+    app = create_app(settings, store=store, plugins=plugins, listen_host=host)
     dispatcher = (
         None
         if no_dispatcher
         else Dispatcher(store, plugins, delivery_threads=settings.delivery_threads)
     )
     try:
-        server: Any = waitress.create_server(  # type: ignore[attr-defined]
-            app, host=host, port=port, threads=threads, ident=f"scheduler-core/{__version__}"
+        server: Any = create_server(
+            app, settings, host, port, threads, ident=f"scheduler-core/{__version__}"
         )
     except (OSError, ValueError) as exc:  # port taken, host not an address of this machine
         store.close()
@@ -288,6 +327,73 @@ def _print_config(values: dict[str, int], as_json: bool) -> None:
         return
     for key in BOUNDS:
         click.echo(f"{key}={values[key]}")
+
+
+@cli.command("rotate-key")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Rows re-encrypted per transaction.",
+)
+@database_url_option
+def rotate_key(batch_size: int, database_url: str | None) -> None:
+    """Encrypt every stored webhookAuth with the first SCHEDULER_ENCRYPTION_KEY key.
+
+    Values sealed with another configured key are re-encrypted, plaintext ones (stored
+    before a key was set) encrypted. Safe while servers and workers run, once every one of
+    them holds the same key list."""
+    from scheduler_core.encryption import AuthCipher, RotationResult, rotate
+
+    settings = _settings(database_url)
+    if not settings.encryption_keys:
+        raise click.ClickException("SCHEDULER_ENCRYPTION_KEY is not set: no key to encrypt with")
+    if settings.database_url.lower().startswith("sqlite"):
+        from scheduler_core.store.sqlite import sqlite_path
+
+        try:
+            path = sqlite_path(settings.database_url)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not os.path.exists(path):
+            raise click.ClickException(f"no SQLite database at {path}")
+    store = _open_migrated_store(settings, pool_size=1)
+    last_report = [0]
+
+    def progress(result: RotationResult) -> None:
+        if result.seen - last_report[0] >= 10 * batch_size:
+            last_report[0] = result.seen
+            click.echo(f"... {result.seen} values read", err=True)
+
+    try:
+        result = rotate(store, AuthCipher(settings.encryption_keys), batch_size, progress)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(
+        f"{result.seen} stored webhookAuth values: {result.encrypted} plaintext encrypted, "
+        f"{result.reencrypted} re-encrypted with the first key, {result.current} already "
+        f"current, {result.changed_meanwhile} changed or deleted meanwhile (left alone), "
+        f"{len(result.unreadable)} no configured key opens"
+    )
+    if result.unreadable:
+        shown = ", ".join(result.unreadable[:10])
+        more = f" and {len(result.unreadable) - 10} more" if len(result.unreadable) > 10 else ""
+        raise click.ClickException(
+            f"{len(result.unreadable)} values were encrypted with a key "
+            f"SCHEDULER_ENCRYPTION_KEY does not hold; left as they are (tasks {shown}{more}). "
+            "Their attempts fail until that key is configured again."
+        )
+
+
+@cli.command("generate-key")
+def generate_key() -> None:
+    """Print a new key for SCHEDULER_ENCRYPTION_KEY."""
+    from scheduler_core.encryption import generate_key as new_key
+
+    click.echo(new_key())
 
 
 @cli.command()

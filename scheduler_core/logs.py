@@ -6,14 +6,18 @@ import logging
 import sys
 from urllib.parse import urlsplit
 
+from scheduler_core.redaction import scrub
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class OneLineFormatter(logging.Formatter):
-    """Keeps a traceback on its event's line, so one event is always one line."""
+    """Keeps a traceback on its event's line, so one event is always one line; and takes
+    out of every line the credentials a URL may carry (userinfo, query values), whichever
+    library logged it or raised the error quoted."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", " | ")
+        return scrub(super().format(record)).replace("\n", " | ")
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -24,6 +28,9 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # APScheduler logs every job run at INFO; the dispatcher logs what matters itself.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # urllib3 logs every callback's request line, query string and all, at DEBUG; the
+    # delivery log says what matters (the formatter would scrub the query, too).
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def loggable_url(url: str) -> str:

@@ -77,6 +77,9 @@ class ClaimedTask:
     next_attempt_at: datetime | None = None
     late_at_claim_ms: float = 0.0
     claimed_monotonic: float = 0.0
+    # Why the stored webhookAuth could not be decrypted (no key, or none that opens it):
+    # then webhook_auth is None and the attempt fails with this error, sending nothing.
+    auth_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class Callback:
 
     `headers` are the callback's headers in order (Content-Type, User-Agent,
     X-Scheduler-Task-Id, X-Scheduler-Attempt, then Authorization when the task has
-    webhookAuth): an HTTP plugin sends them as request headers, a broker plugin as message
-    headers or fields. `body` is the JSON envelope as bytes.
+    webhookAuth, then webhook-id, webhook-timestamp, webhook-signature when callbacks are
+    signed): an HTTP plugin sends them as request headers, a broker plugin as message
+    headers or fields. `body` is the JSON envelope as bytes, exactly what was signed.
     """
 
     url: str

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from scheduler_core import hookspecs
+from scheduler_core import hookspecs, targets
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.judgement import clean_error
 from scheduler_core.models import (
@@ -63,6 +63,8 @@ class PluginLoadError(RuntimeError):
 class PluginManager:
     def __init__(self, settings: Settings, extra_plugins: tuple[object, ...] = ()):
         self.settings = settings
+        # The process's target policy: the enqueue check and every transport read it.
+        targets.set_policy(settings.target_policy)
         self._schemes: frozenset[str] | None = None
         self._latest_config: RuntimeConfig | None = None
         self._pm = pluggy.PluginManager(PROJECT_NAME)
@@ -161,6 +163,8 @@ class PluginManager:
     ) -> DeliveryReport | DeliveryOutcome:
         """The first delivery plugin's report; a plugin that raises, answers nothing or
         answers nonsense is a failed attempt saying so."""
+        if task.auth_error is not None:  # its webhookAuth cannot be decrypted: send nothing
+            return DeliveryReport.failed(task.auth_error)
         try:
             answer = self._pm.hook.scheduler_deliver(
                 task=task, deadline=deadline, settings=self.settings, callback=callback

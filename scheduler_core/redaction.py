@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import re
 import unicodedata
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 from scheduler_core.models import ClaimedTask
 
@@ -33,7 +35,8 @@ _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]
 
 def secrets_of(task: ClaimedTask) -> list[str]:
     """What must never show: the webhookAuth value, its credential part (after the scheme
-    word), a Basic credential decoded, and the URL's userinfo."""
+    word), a Basic credential decoded, the URL's userinfo (and, with no webhookAuth, the
+    Basic credential the HTTP client makes of it) and its query values."""
     whole: list[str] = []
     parts: list[str] = []
     auth = task.webhook_auth
@@ -48,8 +51,28 @@ def secrets_of(task: ClaimedTask) -> list[str]:
     userinfo = _userinfo(task.webhook_url)
     if userinfo:
         whole.append(userinfo)
-        parts.append(userinfo.partition(":")[2])
-    return whole + [p for p in parts if len(p) >= MIN_SECRET_PART]
+        user, _, password = userinfo.partition(":")
+        parts += [password, unquote(password)]
+        if not auth:  # then the HTTP client sends the userinfo as Basic credentials
+            plain = f"{unquote(user)}:{unquote(password)}"
+            whole.append(base64.b64encode(plain.encode("latin-1", "replace")).decode())
+    parts.extend(query_values(task.webhook_url))
+    secrets = whole + [p for p in parts if len(p) >= MIN_SECRET_PART]
+    return secrets + [e for secret in secrets for e in _encodings(secret)]
+
+
+def _encodings(secret: str) -> list[str]:
+    """The secret as a receiver might echo it encoded: base64 (standard and URL-safe,
+    without padding, so padded and unpadded both match) and hex."""
+    found: list[str] = []
+    # UTF-8, and ISO-8859-1, in which a header value goes on the wire
+    for raw in {secret.encode("utf-8", "replace"), secret.encode("latin-1", "replace")}:
+        found += [
+            base64.b64encode(raw).decode().rstrip("="),
+            base64.urlsafe_b64encode(raw).decode().rstrip("="),
+            raw.hex(),
+        ]
+    return found
 
 
 def redact(text: str, secrets: Iterable[str], *, cut_at_end: bool = False) -> str:
@@ -166,3 +189,75 @@ def _basic_parts(credential: str) -> list[str]:
 def _userinfo(url: str) -> str:
     authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
     return authority.rpartition("@")[0]
+
+
+# -- URLs as users read them ----------------------------------------------------------------
+
+# What the API shows in place of a URL's credentials and query values.
+MASK = "***"
+
+
+def query_values(url: str) -> list[str]:
+    """Every value in `url`'s query string (a parameter without `=` is a value too), as
+    written: a receiver echoing the URL echoes them, and any may be a token."""
+    query = url.partition("#")[0].partition("?")[2]
+    values = []
+    for pair in re.split("[&;]", query):
+        key, eq, value = pair.partition("=")
+        values.append(value if eq else key)
+    return [v for v in values if v]
+
+
+@functools.lru_cache(maxsize=1024)  # the tasks of an array mostly share their URL
+def masked_url(url: str) -> str:
+    """`url` as the API shows it: its userinfo, each query value and its fragment replaced
+    by ``***``; scheme, host, port, path and query keys as written."""
+    if "@" not in url and "?" not in url and "#" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    end = min(ends) if ends else len(rest)
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        authority = f"{MASK}@{authority.rpartition('@')[2]}"
+    return scheme + sep + authority + _masked_tail(tail)
+
+
+def _masked_tail(tail: str) -> str:
+    before_hash, hash_sign, fragment = tail.partition("#")
+    path, question, query = before_hash.partition("?")
+    if query:
+        query = "&".join(_masked_pair(pair) for pair in query.split("&"))
+    return path + question + query + hash_sign + (MASK if fragment else "")
+
+
+def _masked_pair(pair: str) -> str:
+    key, eq, value = pair.partition("=")
+    if not eq:
+        return MASK if key else key
+    return f"{key}={MASK}" if value else pair
+
+
+# In free text (a log line, a driver's error): a URL's userinfo, and a query string.
+_TEXT_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#\"'<>]*@")
+_TEXT_QUERY = re.compile(r"\?([^\s\"'<>#]+)")
+
+
+# PostgreSQL's DETAIL of a refused row quotes every column, webhook_auth among them.
+_FAILING_ROW = re.compile(r"(Failing row contains )\([^\n]*")
+
+
+def scrub(text: str) -> str:
+    """`text` with the userinfo of every URL in it and the values of every query string
+    replaced by ``***``, and a database's quote of a whole row dropped: for lines whose
+    URLs came from elsewhere (a library's log line, a traceback), where the secrets are
+    not known one by one."""
+    if "Failing row" in text:
+        text = _FAILING_ROW.sub(r"\1(...)", text)
+    if "@" in text:
+        text = _TEXT_USERINFO.sub(rf"\1{MASK}@", text)
+    if "?" in text:
+        text = _TEXT_QUERY.sub(lambda m: "?" + _masked_tail("?" + m.group(1))[1:], text)
+    return text

@@ -24,6 +24,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler_core.targets import TargetError, parse_ipv4
+
 # Names resolved at once, in all and per zone (a name's last two labels). A zone whose name
 # server stalls holds MAX_LOOKUPS_PER_ZONE threads at most, so one hostile domain, with as
 # many names as it likes, cannot hold up the lookups of every other.
@@ -191,9 +193,17 @@ def zone_of(host: str) -> str:
 
 
 def _literal(host: str, port: int) -> Address | None:
+    """`host` as an address when it is one, in any spelling the target policy reads as
+    one (`127.1`, `0x7f000001`, a trailing dot): the address checked is the one called."""
+    text = host.strip("[]")
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(text)
     except ValueError:
+        try:
+            ip = parse_ipv4(text)
+        except TargetError:
+            return None
+    if ip is None:
         return None
     if ip.version == 6:
         return Address(

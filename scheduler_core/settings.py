@@ -5,25 +5,54 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from scheduler_core.encryption import parse_keys as parse_encryption_keys
+from scheduler_core.http_guard import parse_allowed_hosts, parse_cors_origins
+from scheduler_core.signing import parse_signing_secrets
+from scheduler_core.targets import TargetPolicy
+
 DEFAULT_DATABASE_URL = "sqlite:///scheduler.db"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Callbacks one dispatcher runs at once, at most (select_size bounds them too).
 DEFAULT_DELIVERY_THREADS = 64
 MAX_DELIVERY_THREADS = 1024
+# The HTTP server's defences: open client connections at most, seconds a connection may
+# stay idle, seconds a client may take to send one request (head and body).
+DEFAULT_CONNECTION_LIMIT = 1000
+MAX_CONNECTION_LIMIT = 100_000
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+DEFAULT_READ_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 86_400.0
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_entry_points: bool = True
     delivery_threads: int = DEFAULT_DELIVERY_THREADS
+    # The HTTP server's defences (scheduler_core/serving.py); SCHEDULER_CONNECTION_LIMIT,
+    # SCHEDULER_IDLE_TIMEOUT_S, SCHEDULER_READ_TIMEOUT_S.
+    connection_limit: int = DEFAULT_CONNECTION_LIMIT
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    # While the API is open (no API keys), the browser origins and Host names it answers:
+    # SCHEDULER_CORS_ORIGINS, SCHEDULER_ALLOWED_HOSTS (scheduler_core/http_guard.py).
+    cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    # SCHEDULER_ALLOWED_TARGETS / SCHEDULER_DENIED_TARGETS, read (and checked) at start.
+    target_policy: TargetPolicy = field(default_factory=TargetPolicy)
+    # SCHEDULER_SIGNING_SECRET: `whsec_...` secrets, space-separated; each signs every
+    # callback (Standard Webhooks). Empty: callbacks are not signed.
+    signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # SCHEDULER_ENCRYPTION_KEY: Fernet keys, space- or comma-separated; the first encrypts
+    # webhookAuth at rest, all decrypt. Empty: webhookAuth is stored as given.
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
         env = os.environ
-        keys = tuple(k.strip() for k in env.get("SCHEDULER_API_KEYS", "").split(",") if k.strip())
+        keys = _api_keys(env.get("SCHEDULER_API_KEYS"))
         return cls(
             database_url=database_url or env.get("SCHEDULER_DATABASE_URL") or DEFAULT_DATABASE_URL,
             api_keys=keys,
@@ -32,7 +61,54 @@ class Settings:
             delivery_threads=_positive_int(
                 env, "SCHEDULER_DELIVERY_THREADS", DEFAULT_DELIVERY_THREADS, MAX_DELIVERY_THREADS
             ),
+            connection_limit=_positive_int(
+                env, "SCHEDULER_CONNECTION_LIMIT", DEFAULT_CONNECTION_LIMIT, MAX_CONNECTION_LIMIT
+            ),
+            idle_timeout_s=_seconds(env, "SCHEDULER_IDLE_TIMEOUT_S", DEFAULT_IDLE_TIMEOUT_S),
+            read_timeout_s=_seconds(env, "SCHEDULER_READ_TIMEOUT_S", DEFAULT_READ_TIMEOUT_S),
+            cors_origins=parse_cors_origins(env.get("SCHEDULER_CORS_ORIGINS")),
+            allowed_hosts=parse_allowed_hosts(env.get("SCHEDULER_ALLOWED_HOSTS")),
+            target_policy=TargetPolicy.from_settings(
+                env.get("SCHEDULER_ALLOWED_TARGETS"), env.get("SCHEDULER_DENIED_TARGETS")
+            ),
+            signing_secrets=parse_signing_secrets(env.get("SCHEDULER_SIGNING_SECRET")),
+            encryption_keys=parse_encryption_keys(env.get("SCHEDULER_ENCRYPTION_KEY")),
         )
+
+
+def _api_keys(raw: str | None) -> tuple[str, ...]:
+    """SCHEDULER_API_KEYS: comma-separated keys. Unset or empty: the API is open. Set to
+    something that holds no key (",", " "): refused rather than silently open."""
+    if raw is None or raw == "":
+        return ()
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    if not keys:
+        raise ValueError(
+            "SCHEDULER_API_KEYS is set but holds no key; list keys separated by commas, "
+            "or unset it for an open API"
+        )
+    for number, key in enumerate(keys, 1):
+        if not all(" " <= char <= "~" for char in key):
+            raise ValueError(
+                f"SCHEDULER_API_KEYS: key {number} has a control or non-ASCII character, "
+                "which an Authorization header cannot carry"
+            )
+    return keys
+
+
+def _seconds(env: os._Environ[str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_TIMEOUT_S:  # refuses nan and inf too
+        raise ValueError(
+            f"{name} must be a number of seconds above 0, at most {MAX_TIMEOUT_S:.0f}, got {raw!r}"
+        )
+    return value
 
 
 def _truthy(value: str | None) -> bool:

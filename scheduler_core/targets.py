@@ -42,6 +42,8 @@ MAX_LABEL_LENGTH = 63
 ALWAYS_DENIED_NETWORKS: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(cidr)
     for cidr in (
+        "0.0.0.0/8",  # "this network": a connection to 0.0.0.0 reaches this very host
+        "::/128",  # the unspecified IPv6 address, the same
         "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OpenStack metadata
         "fe80::/10",  # IPv6 link-local
         "fd00:ec2::254/128",  # AWS metadata over IPv6
@@ -179,7 +181,7 @@ class Rule:
                 return cls(entry, suffix="." + target.name)
             if "/" in entry:
                 network = ipaddress.ip_network(entry.strip("[]"), strict=False)
-                return cls(entry, network=network)
+                return cls(entry, network=_canonical_network(network))
             target = parse_host(entry.strip("[]"))
         except (TargetError, ValueError) as exc:
             raise TargetError(f"target rule {entry!r} is not valid: {exc}") from None
@@ -196,6 +198,17 @@ class Rule:
         )
 
 
+def _canonical_network(network: IPNetwork) -> IPNetwork:
+    """An IPv6 range inside the IPv4-mapped or NAT64 prefixes as the IPv4 range it
+    carries, since addresses are compared in their canonical (IPv4) form."""
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        for prefix in (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network(_NAT64)):
+            if network.subnet_of(prefix):
+                base = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
+                return ipaddress.ip_network(f"{base}/{network.prefixlen - 96}")
+    return network
+
+
 def parse_rules(value: str | None) -> tuple[Rule, ...]:
     """Rules from a setting: entries separated by commas and/or whitespace."""
     return tuple(Rule.parse(entry) for entry in re.split(r"[\s,]+", value or "") if entry)
@@ -210,7 +223,11 @@ class TargetPolicy:
 
     @classmethod
     def from_settings(cls, allowed: str | None, denied: str | None) -> TargetPolicy:
+        """Raises TargetError for a bad rule, and for an allow-list that is set but holds
+        no rule (`","`): read as "anything goes", it would silently open every target."""
         rules = parse_rules(allowed)
+        if allowed and not rules:  # set, but nothing in it
+            raise TargetError("SCHEDULER_ALLOWED_TARGETS is set but holds no rule")
         return cls(allowed=rules or None, denied=parse_rules(denied))
 
     def refusal_for_name(self, name: str) -> str | None:
@@ -235,7 +252,9 @@ class TargetPolicy:
         shown = f"{name} ({ip})" if name else str(ip)
         for network in ALWAYS_DENIED_NETWORKS:
             if ip.version == network.version and ip in network:
-                return f"{shown} is link-local or a cloud metadata address, never called."
+                return (
+                    f"{shown} is a link-local, unspecified or cloud metadata address: never called."
+                )
         for rule in self.denied:
             if rule.matches_ip(ip):
                 return f"{shown} is denied by SCHEDULER_DENIED_TARGETS ({rule.text})."
@@ -264,3 +283,51 @@ class TargetPolicy:
             if reason:
                 return reason
         return None
+
+
+# Special-use names that always mean this host (RFC 6761 section 6.3): judged as loopback
+# at enqueue, before any lookup.
+_LOOPBACK_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def _is_localhost(name: str) -> bool:
+    return name == "localhost" or name.endswith(".localhost")
+
+
+# The process's policy: set once at start from its settings (PluginManager does), read
+# by the enqueue check and by every transport at connect time.
+_current = TargetPolicy()
+
+
+def set_policy(policy: TargetPolicy) -> None:
+    global _current
+    _current = policy
+
+
+def current_policy() -> TargetPolicy:
+    return _current
+
+
+def refusal_at_enqueue(host: str, policy: TargetPolicy | None = None) -> str | None:
+    """Why a URL's host (brackets removed) is refused at enqueue, or None: a host no
+    resolver could reach, or one the policy refuses by its address or its name."""
+    policy = policy or _current
+    try:
+        target = parse_host(host)
+    except TargetError as exc:
+        return str(exc)
+    if target.name is not None and _is_localhost(target.name):
+        return policy.refusal_at_delivery(target, _LOOPBACK_ADDRESSES)
+    return policy.refusal_at_enqueue(target)
+
+
+def refusal_at_connect(host: str, addresses: Iterable[str]) -> str | None:
+    """Why a transport must not connect to `host` at these resolved `addresses` (IP
+    strings, as getaddrinfo gives them), by the process's policy; None: go ahead, to
+    these addresses and no others."""
+    try:
+        target = parse_host(host.strip("[]"))
+        ips = [ipaddress.ip_address(address) for address in addresses]
+    except (TargetError, ValueError) as exc:
+        return str(exc)
+    return _current.refusal_at_delivery(target, ips)

@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from scheduler_core import targets
 from scheduler_core.api import create_app
 from scheduler_core.dispatcher import Dispatcher
 from scheduler_core.plugin_manager import PluginManager
@@ -121,6 +122,14 @@ def clean_database(database_url: str, db: TestDatabase) -> str:
 @pytest.fixture
 def settings(clean_database: str) -> Settings:
     return Settings(database_url=clean_database, load_entry_points=False)
+
+
+@pytest.fixture(autouse=True)
+def _default_target_policy() -> Iterator[None]:
+    """The target policy is the process's (PluginManager sets it): no test leaves its
+    SCHEDULER_ALLOWED/DENIED_TARGETS behind for the next."""
+    yield
+    targets.set_policy(targets.TargetPolicy())
 
 
 @pytest.fixture

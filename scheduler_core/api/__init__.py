@@ -6,8 +6,9 @@ from typing import Any
 
 from flask import Flask, request
 
-from scheduler_core.api import config_routes, health, tasks
+from scheduler_core.api import config_routes, cross_origin, health, tasks
 from scheduler_core.api.errors import ApiError, register_error_handlers
+from scheduler_core.http_guard import HostPolicy
 from scheduler_core.plugin_manager import PluginManager
 from scheduler_core.settings import Settings
 from scheduler_core.store import Store, open_store
@@ -20,7 +21,10 @@ def create_app(
     store: Store | None = None,
     plugins: PluginManager | None = None,
     test_config: dict[str, Any] | None = None,
+    listen_host: str | None = None,
 ) -> Flask:
+    """The API. `listen_host` is the address `scheduler serve` listens on, for the Host
+    check of an open API (None: loopback)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
@@ -31,7 +35,11 @@ def create_app(
     app.url_map.merge_slashes = False
     app.extensions["scheduler_settings"] = settings
     app.extensions["scheduler_plugins"] = plugins or PluginManager(settings)
-    app.extensions["scheduler_store"] = store or open_store(settings.database_url)
+    app.extensions["scheduler_store"] = store or open_store(
+        settings.database_url, encryption_keys=settings.encryption_keys
+    )
+    policy = HostPolicy.for_listener(listen_host, settings.allowed_hosts, settings.cors_origins)
+    cross_origin.install(app, settings, policy, API_PREFIX)  # before authentication
 
     @app.before_request
     def _authorize() -> None:

@@ -28,6 +28,7 @@ from scheduler_core.api.schemas import (
     webhook_url_problem,
 )
 from scheduler_core.models import NewTask, Task
+from scheduler_core.redaction import masked_url
 
 INPUT_FIELDS = frozenset(
     ("webhookUrl", "webhookAuth", "executeAt", "payload", "idempotencyKey", "maxRetries")
@@ -92,7 +93,7 @@ def task_json(task: Task) -> dict[str, Any]:
     """The task as the API shows it: TaskOutputSchema's fields, in its order."""
     return {
         "id": task.id,
-        "webhookUrl": task.webhook_url,
+        "webhookUrl": masked_url(task.webhook_url),  # no userinfo, no query values
         "executeAt": timestamp_text(task.execute_at),
         "status": task.status.value,
         "attempts": task.attempts,

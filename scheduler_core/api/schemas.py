@@ -6,9 +6,20 @@ import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
+from scheduler_core.redaction import masked_url
+from scheduler_core.targets import (
+    TargetError,
+    TargetPolicy,
+    current_policy,
+    parse_host,
+    refusal_at_enqueue,
+)
 
 MAX_URL_LENGTH = 2048
 MAX_AUTH_LENGTH = 8192
@@ -17,6 +28,10 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 # What str.isspace() calls whitespace (re's \s on str is the same set), and the C0
 # controls and DEL: none may appear in a webhook URL.
+# RFC 3986's authority: userinfo@host:port from unreserved, pct-encoded, sub-delims, ":",
+# "@" and the brackets of an IPv6 literal.
+# Non-ASCII letters too: an internationalised name, which both parsers encode alike.
+_AUTHORITY = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@\[\]\u00a0-\U0010ffff]*")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 # Any character outside what a header value may hold: TAB, visible ASCII, ISO-8859-1 upper half.
 _HEADER_FORBIDDEN = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
@@ -86,15 +101,20 @@ class TaskInputSchema(Schema):
 
 def check_webhook_url(value: str, schemes: frozenset[str]) -> None:
     """Raise ValidationError unless `value` is an absolute URL of a host, at most
-    MAX_URL_LENGTH characters, whose scheme is in `schemes`."""
+    MAX_URL_LENGTH characters, whose scheme is in `schemes`, read alike by every URL
+    parser involved, whose host the process's target policy lets callbacks reach."""
     problem = webhook_url_problem(value, schemes)
     if problem is not None:
         raise ValidationError(problem)
 
 
-@functools.lru_cache(maxsize=1024)  # the tasks of an array mostly share their URL
 def webhook_url_problem(value: str, schemes: frozenset[str]) -> str | None:
     """What is wrong with `value` as a webhook URL, or None."""
+    return _url_problem(value, schemes, current_policy())
+
+
+@functools.lru_cache(maxsize=1024)  # the tasks of an array mostly share their URL
+def _url_problem(value: str, schemes: frozenset[str], policy: TargetPolicy) -> str | None:
     if len(value) > MAX_URL_LENGTH:
         return f"Must be at most {MAX_URL_LENGTH} characters."
     if _URL_FORBIDDEN.search(value):
@@ -103,6 +123,8 @@ def webhook_url_problem(value: str, schemes: frozenset[str]) -> str | None:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
+        if "@" in value:  # urllib may quote a piece of the userinfo (a password's "[...]")
+            return "Not a valid URL."
         return f"Not a valid URL: {exc}."
     scheme = parts.scheme.lower()
     if not scheme:
@@ -114,7 +136,42 @@ def webhook_url_problem(value: str, schemes: frozenset[str]) -> str | None:
         )
     if not parts.hostname:
         return "Must name a host."
+    disagreement = parsers_disagree(value, parts)
+    if disagreement:
+        return disagreement
+    refusal = refusal_at_enqueue(parts.hostname, policy)
+    if refusal:
+        return f"Target refused: {refusal}"
     return None
+
+
+def parsers_disagree(value: str, parts: SplitResult) -> str | None:
+    """Why the URL could be read differently by the parser that checks it (urllib's) and
+    the one that calls it (urllib3's, under requests): a backslash or a second `@` in the
+    authority, say, moves the host for one and not the other. None when they agree."""
+    authority = parts.netloc
+    if "\\" in value:
+        return "Must not contain a backslash (URL parsers read it differently)."
+    if authority.count("@") > 1 or not _AUTHORITY.fullmatch(authority):
+        return "The host part holds characters URL parsers read differently."
+    try:
+        called = parse_url(value)
+    except LocationParseError:
+        return "Not a valid URL for the HTTP client."
+    same = (
+        (called.scheme or "").lower() == parts.scheme.lower()
+        and _host_key(called.host or "") == _host_key(parts.hostname or "")
+        and called.port == parts.port
+    )
+    return None if same else "URL parsers read this URL's host differently."
+
+
+def _host_key(host: str) -> object:
+    """A host as the target policy reads it (IDNA, IP spellings), to compare two parses."""
+    try:
+        return parse_host(host.strip("[]"))
+    except TargetError:
+        return host.lower()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -140,7 +197,8 @@ class TaskOutputSchema(Schema):
         ordered = True
 
     id = fields.String()
-    webhookUrl = fields.String(attribute="webhook_url")
+    # Credentials the URL may carry (userinfo, query values) are never shown.
+    webhookUrl = fields.Function(lambda task: masked_url(task.webhook_url))
     executeAt = Timestamp(attribute="execute_at")
     status = fields.Function(lambda task: task.status.value)
     attempts = fields.Integer()

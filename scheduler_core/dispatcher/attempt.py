@@ -16,6 +16,7 @@ from scheduler_core.hookspecs import hookimpl
 from scheduler_core.judgement import clean_error, judge, judge_legacy
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
 from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.signing import Signer
 
 if TYPE_CHECKING:
     from scheduler_core.plugin_manager import PluginManager
@@ -26,13 +27,16 @@ PLUGIN_NAME = "scheduler_core.attempt"
 class AttemptPipeline:
     def __init__(self, plugins: PluginManager):
         self._plugins = plugins
+        # Built once: a malformed secret in Settings stops the start, not every attempt.
+        secrets = plugins.settings.signing_secrets
+        self._signer = Signer(secrets) if secrets else None
 
     @hookimpl(trylast=True)
     def scheduler_run_attempt(
         self, task: ClaimedTask, deadline: float, config: RuntimeConfig
     ) -> RecordedOutcome:
         started = time.monotonic()
-        callback = build_callback(task, config.http_callback_timeout_ms)
+        callback = build_callback(task, config.http_callback_timeout_ms, self._signer)
         raw = self._plugins.deliver(task, callback, deadline)
         duration_ms = int((time.monotonic() - started) * 1000)
         if isinstance(raw, DeliveryOutcome):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from datetime import UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,6 +30,7 @@ from scheduler_core.dispatcher.throttle import Throttle
 from scheduler_core.judgement import clean_error
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
 from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.redaction import redact, secrets_of
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.settings import DEFAULT_DELIVERY_THREADS
 from scheduler_core.store.base import Store, StoreUnavailable
@@ -224,8 +226,12 @@ class Dispatcher:
         try:
             return self.plugins.run_attempt(job.task, job.deadline, job.config)
         except Exception as exc:  # a broken wrapper: the attempt counts as failed
-            log.exception(
-                "task=%s attempt=%d failed inside a plugin", job.task.id, job.task.attempt
+            # The traceback, less the task's secrets a plugin's error may quote.
+            log.error(
+                "task=%s attempt=%d failed inside a plugin: %s",
+                job.task.id,
+                job.task.attempt,
+                redact(traceback.format_exc(), secrets_of(job.task)),
             )
             outcome = DeliveryOutcome(
                 ok=False, error=clean_error(f"plugin error: {exc!r}", job.task)

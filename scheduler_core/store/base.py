@@ -108,6 +108,16 @@ class Store(Protocol):
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         """Delete up to `batch_size` resolved/cancelled tasks past retention."""
 
+    # -- key rotation (scheduler rotate-key) ---------------------------------------------
+
+    def webhook_auth_page(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """Up to `limit` (seq, task id, stored webhookAuth) of tasks that have one, with
+        seq after `after`, in seq order."""
+
+    def replace_webhook_auth(self, changes: Sequence[tuple[str, str, str]]) -> list[str]:
+        """For each (task id, old, new), in one transaction: store `new` where the task
+        still holds `old`; return the ids replaced."""
+
 
 MAX_POSITION = 2**63 - 1
 

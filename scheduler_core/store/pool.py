@@ -8,14 +8,17 @@ drops the idle ones after a connection error (the server probably restarted).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg2
 import psycopg2.extensions
 
+from scheduler_core.redaction import scrub
 from scheduler_core.store.base import StoreUnavailable
 
 CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
@@ -35,7 +38,8 @@ class ConnectionPool:
         try:
             return psycopg2.connect(self._dsn, **self._connect_kwargs)
         except CONNECTION_ERRORS as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
+            reason = dsn_error_text(exc, self._dsn)
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from exc
 
     @contextmanager
     def connection(self) -> Iterator[psycopg2.extensions.connection]:
@@ -91,6 +95,41 @@ def _connection_lost(conn: psycopg2.extensions.connection | None, exc: BaseExcep
     code = getattr(exc, "pgcode", None)
     # No SQLSTATE: libpq's own error. 08: connection exception. 57P: server shutting down.
     return code is None or code.startswith(("08", "57P"))
+
+
+def dsn_error_text(exc: BaseException, dsn: str) -> str:
+    """The first line of a libpq error about `dsn`, with any quoted part of it that holds
+    the URL's credentials (or looks like a URL) replaced: libpq quotes what it could not
+    read, a password with a stray `%`, a whole URL with a missing `]`."""
+    text = first_line(exc)
+    secrets = [s for s in _dsn_secrets(dsn) if s]
+
+    def quoted(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        if "@" in inner or "://" in inner or any(s in inner for s in secrets):
+            return '"[redacted]"'
+        return match.group(0)
+
+    text = re.sub(r'"([^"]*)"', quoted, text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return scrub(text)
+
+
+def _dsn_secrets(dsn: str) -> list[str]:
+    """The URL itself, its userinfo and password (as written and decoded) and the value
+    of any query parameter naming a password (`?password=...`, `?sslpassword=...`)."""
+    authority = dsn.partition("://")[2].split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    query = dsn.partition("?")[2]
+    passwords = [
+        value
+        for key, _, value in (pair.partition("=") for pair in query.split("&"))
+        if "pass" in key.lower()
+    ]
+    return [dsn, userinfo, password, unquote(password), *passwords, *map(unquote, passwords)]
 
 
 def first_line(exc: BaseException) -> str:

@@ -13,11 +13,12 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
+from scheduler_core.encryption import AuthCipher
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.pg_listener import NotifyListener
-from scheduler_core.store.pool import ConnectionPool
+from scheduler_core.store.pool import ConnectionPool, dsn_error_text
 from scheduler_core.store.sql_store import Cursor, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
 
@@ -35,6 +36,16 @@ def _load_queries() -> dict[str, str]:
         name: sql.replace("{task_columns}", columns).replace("{wake_window}", window)
         for name, sql in raw.items()
     }
+
+
+def check_dsn(dsn: str) -> None:
+    """ValueError, saying what is wrong without quoting the URL or its password, unless
+    libpq can read `dsn`. (psycopg2 would say it on first connect, URL and all.)"""
+    try:
+        psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError as exc:
+        reason = dsn_error_text(exc, dsn).removeprefix("invalid dsn: ")
+        raise ValueError(f"invalid PostgreSQL URL: {reason}") from None
 
 
 class DictRowCursor(psycopg2.extensions.cursor):
@@ -69,8 +80,10 @@ class PostgresStore(SqlStore):
     integrity_error = psycopg2.IntegrityError
     statement_error = psycopg2.Error
 
-    def __init__(self, url: str, pool_size: int = 10):
+    def __init__(self, url: str, pool_size: int = 10, cipher: AuthCipher | None = None):
         self._dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        check_dsn(self._dsn)
+        self.cipher = cipher
         self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": 5,
             "options": "-c timezone=UTC",

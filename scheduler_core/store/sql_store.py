@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from scheduler_core.encryption import AuthCipher, reveal
 from scheduler_core.models import (
     AttemptOutcome,
     AttemptRecord,
@@ -31,7 +32,7 @@ from scheduler_core.models import (
     TaskStatus,
 )
 from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
-from scheduler_core.store.base import TaskConflict, TaskNotFound
+from scheduler_core.store.base import StoreError, TaskConflict, TaskNotFound
 from scheduler_core.store.changes import (
     WAKE_WINDOW_S,
     ChangeFeed,
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 # Stored in place of an outcome's error when the database refuses the error's text.
 UNSTORABLE_ERROR = "the attempt failed; its error text could not be stored"
 _LATENESS_CAP_MS = 2**53
+# A rotation batch rolled back by a deadlock or a serialization failure is tried again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+ROTATE_TRIES = 5
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 Row = Mapping[str, Any]
@@ -94,6 +98,8 @@ class SqlStore(ABC):
     statement_error: type[Exception]  # what the driver raises for a refused statement
     changes: ChangeFeed
     group_commit: GroupCommit[NewTask, list[tuple[Task, bool]]]
+    # SCHEDULER_ENCRYPTION_KEY's keys: webhookAuth sealed at enqueue, opened at claim.
+    cipher: AuthCipher | None = None
 
     @abstractmethod
     def _watch_other_processes(self, listener: Listener) -> Watch | None:
@@ -145,6 +151,8 @@ class SqlStore(ABC):
     def enqueue(self, tasks: Sequence[NewTask]) -> list[tuple[Task, bool]]:
         """Store `tasks` (with whatever other enqueues are waiting: group commit) and
         return once they are committed."""
+        if self.cipher is not None:  # here, on the caller's thread, not the writer's
+            tasks = self.cipher.seal_tasks(tasks)
         return self.group_commit.submit(tasks)
 
     def _enqueue_group(self, requests: list[Sequence[NewTask]]) -> list[list[tuple[Task, bool]]]:
@@ -298,11 +306,13 @@ class SqlStore(ABC):
             rows = self._claim(cur, limit, lease_ms)
         claimed_at = time.monotonic()
         rows.sort(key=lambda r: (bool(r["has_failed"]), r["next_attempt_at"], r["seq"]))
+        auths = [reveal(r["webhook_auth"], self.cipher) for r in rows]
         return [
             ClaimedTask(
                 id=r["id"],
                 webhook_url=r["webhook_url"],
-                webhook_auth=r["webhook_auth"],
+                webhook_auth=auth,
+                auth_error=auth_error,
                 execute_at=self._time(r["execute_at"]),
                 payload_json=r["payload_json"],
                 attempt=r["attempts"],
@@ -312,7 +322,7 @@ class SqlStore(ABC):
                 late_at_claim_ms=float(r["late_at_claim_ms"]),
                 claimed_monotonic=claimed_at,
             )
-            for r in rows
+            for r, (auth, auth_error) in zip(rows, auths, strict=True)
         ]
 
     def claim_expired_leases(self, limit: int, lease_ms: int) -> list[LostAttempt]:
@@ -361,6 +371,31 @@ class SqlStore(ABC):
     @abstractmethod
     def _write_outcomes(self, cur: Cursor, rows: list[dict[str, Any]]) -> None:
         """Write `rows` (see _outcome_row) in as few statements as the backend allows."""
+
+    # -- key rotation ---------------------------------------------------------------------
+
+    def webhook_auth_page(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        with self._read() as cur:
+            cur.execute(self.q["webhook_auth_page"], {"after": after, "limit": limit})
+            rows = cur.fetchall()
+        return [(r["seq"], r["id"], r["webhook_auth"]) for r in rows]
+
+    def replace_webhook_auth(self, changes: Sequence[tuple[str, str, str]]) -> list[str]:
+        rows = [{"id": task_id, "old": old, "new": new} for task_id, old, new in changes]
+        for attempt in range(1, ROTATE_TRIES + 1):
+            try:
+                with self._tx() as cur:
+                    cur.execute(self.q["replace_webhook_auth"], {"rows": json.dumps(rows)})
+                    return [r["id"] for r in cur.fetchall()]
+            except self.statement_error as exc:
+                # The batch waits for rows a dispatcher is recording, in whatever order:
+                # PostgreSQL may pick it as a deadlock's victim. It is only rolled back.
+                retryable = getattr(exc, "pgcode", None) in RETRYABLE_SQLSTATES
+                if not retryable or attempt == ROTATE_TRIES:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise StoreError(f"re-encrypting a batch failed: {first}") from exc
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         with self._tx() as cur:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -19,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from scheduler_core.encryption import AuthCipher
 from scheduler_core.migrations import load as load_migrations
+from scheduler_core.redaction import masked_url
 from scheduler_core.store.base import StoreUnavailable
 from scheduler_core.store.changes import ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
@@ -39,7 +42,7 @@ def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db` -> relative.db, `sqlite:////abs/x.db` -> /abs/x.db."""
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme.lower().startswith("sqlite") or not rest.startswith("/"):
-        raise ValueError(f"not a SQLite URL: {url!r} (use sqlite:///path/to.db)")
+        raise ValueError(f"not a SQLite URL: {masked_url(url)!r} (use sqlite:///path/to.db)")
     path = rest[1:].split("?", 1)[0]
     if path in {"", ":memory:"}:
         raise ValueError(
@@ -47,6 +50,21 @@ def sqlite_path(url: str) -> str:
             "name a file: sqlite:///scheduler.db"
         )
     return path
+
+
+def create_private(path: str) -> bool:
+    """Create the database file at `path`, readable and writable by its owner only (0600),
+    unless something is there already, whose mode is then the operator's and left alone;
+    True if it was created. SQLite gives the -wal and -shm files it creates the mode of
+    the database file."""
+    if os.path.lexists(path):
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return False
+    os.close(fd)
+    return True
 
 
 def to_micros(moment: datetime) -> int:
@@ -97,7 +115,7 @@ class SqliteStore(SqlStore):
     integrity_error = sqlite3.IntegrityError
     statement_error = sqlite3.Error
 
-    def __init__(self, url: str, pool_size: int = 10):
+    def __init__(self, url: str, pool_size: int = 10, cipher: AuthCipher | None = None):
         if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
             raise StoreUnavailable(
                 f"SQLite {sqlite3.sqlite_version} is too old: scheduler-core needs "
@@ -109,6 +127,7 @@ class SqliteStore(SqlStore):
         if not parent.is_dir():
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {parent} is missing")
         self.q = _load_queries()
+        self.cipher = cipher
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.changes = ChangeFeed()
@@ -118,6 +137,7 @@ class SqliteStore(SqlStore):
 
     def _open(self) -> sqlite3.Connection:
         try:
+            create_private(self.path)
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
@@ -129,7 +149,7 @@ class SqliteStore(SqlStore):
             clock = _TransactionClock()
             conn.create_function("scheduler_now", 0, clock.read)
             conn.create_function("scheduler_set_now", 1, clock.set)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         return conn
 

@@ -5,6 +5,7 @@ task's webhookAuth; an observer wraps every attempt."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
@@ -382,3 +383,30 @@ def test_a_plugins_endless_error_is_cut_cleanly_without_leaving_part_of_a_secret
     error = clean_error(" " * 1990 + "Bearer s3cr3t-T0KEN-value" + "x" * 10**6, task)
     assert "s3cr3" not in error.lower() and len(error) <= MAX_ERROR_CHARS
     assert error == "[redacted]"
+
+
+@pytest.mark.parametrize("shape", list(SHAPED_SECRETS))
+def test_a_secret_echoed_as_base64_or_hex_is_redacted(client, dispatcher, receiver, caplog, shape):
+    scheme, token = SHAPED_SECRETS[shape]
+    auth = f"{scheme} {token}"
+    encoded = {
+        "base64 of the header": base64.b64encode(auth.encode("latin-1")).decode(),
+        "base64 of the token": base64.b64encode(token.encode()).decode(),
+        "url-safe base64": base64.urlsafe_b64encode(token.encode()).decode().rstrip("="),
+        "hex": token.encode().hex(),
+        "HEX": token.encode().hex().upper(),
+    }
+    created = {}
+    for name, text in encoded.items():
+        path = "/" + re.sub(r"\W", "-", name)
+        receiver.behave(path, statuses=[401], body=f"you sent: {text} .".encode())
+        created[name] = enqueue(client, receiver.url(path), webhookAuth=auth)["id"]
+    with caplog.at_level(logging.DEBUG):
+        dispatcher.tick()
+    for name, task_id in created.items():
+        after = task(client, task_id)
+        [record] = attempts(client, task_id)
+        assert after["lastError"].startswith("HTTP 401: you sent: "), (name, after)
+        hidden = encoded[name].rstrip("=")[:12].lower()
+        for text in (after["lastError"], record["error"], caplog.text):
+            assert hidden not in text.lower(), (name, text)

@@ -136,3 +136,24 @@ def test_a_name_resolving_to_a_forbidden_address_is_refused_at_delivery() -> Non
 def test_a_bad_rule_is_an_error_naming_it(rule: str) -> None:
     with pytest.raises(TargetError, match="target rule"):
         TargetPolicy.from_settings(rule, None)
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "0", "0x0", "00000", "0.1.2.3", "::", "::ffff:0.0.0.0", "::0.0.0.0"]
+)
+def test_the_unspecified_address_is_never_called(host: str) -> None:
+    # On Linux a connection to 0.0.0.0 or :: reaches this very host.
+    assert TargetPolicy().refusal_at_enqueue(parse_host(host)) is not None
+
+
+def test_ipv4_mapped_and_nat64_ranges_are_read_as_the_ipv4_ranges_they_carry() -> None:
+    policy = TargetPolicy.from_settings(None, "::ffff:127.0.0.1/128 ::ffff:10.0.0.0/104")
+    for host in ("127.0.0.1", "::ffff:127.0.0.1", "10.9.8.7", "64:ff9b::a09:807"):
+        assert policy.refusal_at_enqueue(parse_host(host)), host
+    assert policy.refusal_at_enqueue(parse_host("11.0.0.1")) is None
+
+
+@pytest.mark.parametrize("value", [",", " ", " , ,"])
+def test_an_allow_list_holding_no_rule_is_an_error_not_an_open_door(value: str) -> None:
+    with pytest.raises(TargetError, match="holds no rule"):
+        TargetPolicy.from_settings(value, None)

@@ -221,3 +221,18 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM scheduler_tasks t USING doomed WHERE t.id = doomed.id
+
+-- name: webhook_auth_page
+-- scheduler rotate-key: the next tasks that hold a webhookAuth, in seq order.
+SELECT seq, id::text AS id, webhook_auth FROM scheduler_tasks
+WHERE webhook_auth IS NOT NULL AND seq > %(after)s
+ORDER BY seq
+LIMIT %(limit)s
+
+-- name: replace_webhook_auth
+-- A row takes its new value only if it still holds the one read (compare and set).
+UPDATE scheduler_tasks t
+SET webhook_auth = n.new
+FROM json_to_recordset(%(rows)s::json) AS n(id uuid, old text, new text)
+WHERE t.id = n.id AND t.webhook_auth = n.old
+RETURNING t.id::text AS id

@@ -198,3 +198,22 @@ WHERE id IN (
       AND updated_at < {now} - :retention_hours * 3600000000
     LIMIT :batch_size
 )
+
+-- name: webhook_auth_page
+-- scheduler rotate-key: the next tasks that hold a webhookAuth, in seq order.
+SELECT seq, id, webhook_auth FROM scheduler_tasks
+WHERE webhook_auth IS NOT NULL AND seq > :after
+ORDER BY seq
+LIMIT :limit
+
+-- name: replace_webhook_auth
+-- A row takes its new value only if it still holds the one read (compare and set).
+UPDATE scheduler_tasks AS t
+SET webhook_auth = n.new
+FROM (
+    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.old') AS old,
+           json_extract(value, '$.new') AS new
+    FROM json_each(:rows)
+) AS n
+WHERE t.id = n.id AND t.webhook_auth = n.old
+RETURNING id
