@@ -397,18 +397,38 @@ def generate_key() -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print what GET /api/v1/plugins answers, as JSON."
+)
 @database_url_option
 def plugins(as_json: bool, database_url: str | None) -> None:
-    """List the loaded plugins and the hooks each implements."""
+    """List the loaded plugins: distribution, version, URL schemes and hooks of each."""
     rows = _plugins(_settings(database_url)).describe()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"plugins": rows}, indent=2))
         return
-    for row in rows:
-        origin = "built-in" if row["builtin"] else (row["distribution"] or "registered")
-        hooks = ", ".join(str(h) for h in row["hooks"])  # type: ignore[attr-defined]
-        click.echo(f"{row['name']}  ({origin})\n    hooks: {hooks}")
+    click.echo(_plugin_table(rows))
+
+
+def _plugin_table(rows: list[dict[str, Any]]) -> str:
+    header = ("NAME", "DISTRIBUTION", "VERSION", "SCHEMES", "HOOKS")
+    lines = [header] + [
+        (
+            row["name"],
+            row["distribution"] or "-",  # registered in code, not installed
+            row["version"] or "-",
+            ", ".join(row["schemes"]) or "-",
+            ", ".join(row["hooks"]) or "-",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(
+            [*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[-1]]
+        )
+        for line in lines
+    )
 
 
 def main() -> None:

@@ -6,11 +6,11 @@ import importlib
 import importlib.metadata
 import logging
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
-from scheduler_core import hookspecs, targets
+from scheduler_core import __version__, hookspecs, targets
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.judgement import clean_error
 from scheduler_core.models import (
@@ -21,6 +21,7 @@ from scheduler_core.models import (
     RecordedOutcome,
     RetryDecision,
 )
+from scheduler_core.plugins import backoff_retry
 
 if TYPE_CHECKING:
     from flask import Request
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 PROJECT_NAME = "scheduler_core"
 ENTRY_POINT_GROUP = "scheduler_core"
+# The distribution the built-in plugins ship in, as `scheduler plugins` names it.
+CORE_DISTRIBUTION = "scheduler-core"
 
 # Built-in behaviour, registered first and marked trylast so installed plugins win.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -76,7 +79,7 @@ class PluginManager:
         self._pm.register(AttemptPipeline(self), name=PLUGIN_NAME)
         for name in DEFAULT_PLUGINS:
             self._pm.register(importlib.import_module(name), name=name)
-        self._distributions: dict[str, str] = {}
+        self._distributions: dict[str, tuple[str, str]] = {}  # plugin: (distribution, version)
         if settings.load_entry_points:
             self._load_entry_points()
         for plugin in extra_plugins:
@@ -96,7 +99,8 @@ class PluginManager:
                     continue
                 if self._pm.get_plugin(entry_point.name) or self._pm.is_blocked(entry_point.name):
                     continue
-                origin = f"{dist.metadata['Name']} {dist.version}"
+                distribution = (dist.metadata["Name"], dist.version)
+                origin = " ".join(distribution)
                 try:
                     plugin = entry_point.load()
                     self._pm.register(plugin, name=entry_point.name)
@@ -105,23 +109,52 @@ class PluginManager:
                         f"plugin {entry_point.name!r} from {origin} failed to load: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
-                self._distributions[entry_point.name] = origin
+                self._distributions[entry_point.name] = distribution
 
     # -- introspection, for `scheduler plugins` ------------------------------------
 
-    def describe(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = []
+    def describe(self) -> list[dict[str, Any]]:
+        """Every registered plugin, in registration order, as `scheduler plugins --json`
+        and `GET /api/v1/plugins` show it:
+
+        - ``name``: its registration name (the entry point's name for an installed one);
+        - ``builtin``: whether scheduler-core itself ships it;
+        - ``distribution``, ``version``: the package it came from (``scheduler-core`` for
+          the built-ins; None for an object registered in code, e.g. by a test);
+        - ``hooks``: the hooks it implements, sorted;
+        - ``schemes``: the URL schemes its ``scheduler_delivery_schemes`` claims, sorted.
+
+        Raises whatever a plugin's ``scheduler_delivery_schemes`` raises.
+        """
+        schemes = self._schemes_by_plugin()
+        rows: list[dict[str, Any]] = []
         for name, plugin in self._pm.list_name_plugin():
-            hooks = sorted(h.name for h in self._pm.get_hookcallers(plugin) or [])
+            builtin = name in BUILTIN_PLUGINS
+            distribution, version = (
+                (CORE_DISTRIBUTION, __version__)
+                if builtin
+                else self._distributions.get(name, (None, None))
+            )
             rows.append(
                 {
                     "name": name,
-                    "builtin": name in BUILTIN_PLUGINS,
-                    "distribution": self._distributions.get(name),
-                    "hooks": hooks,
+                    "builtin": builtin,
+                    "distribution": distribution,
+                    "version": version,
+                    "hooks": sorted(h.name for h in self._pm.get_hookcallers(plugin) or []),
+                    "schemes": schemes.get(name, []),
                 }
             )
         return rows
+
+    def _schemes_by_plugin(self) -> dict[str, list[str]]:
+        claimed: dict[str, list[str]] = {}
+        for impl in self._pm.hook.scheduler_delivery_schemes.get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                continue
+            answer = cast("list[str] | None", impl.function())
+            claimed[impl.plugin_name] = sorted({s.lower() for s in answer or ()})
+        return claimed
 
     def register(self, plugin: object, name: str | None = None) -> None:
         self._pm.register(plugin, name=name)
@@ -201,7 +234,20 @@ class PluginManager:
     def retry_decision(
         self, task: ClaimedTask, outcome: DeliveryOutcome, config: RuntimeConfig
     ) -> RetryDecision:
-        decision = self._pm.hook.scheduler_retry_decision(task=task, outcome=outcome, config=config)
+        """The first retry plugin's decision; stale when none gives a RetryDecision. A
+        plugin that raises is logged and the built-in backoff decides: a policy bug must
+        not kill the delivery thread that asked, leaving the task running."""
+        try:
+            decision = self._pm.hook.scheduler_retry_decision(
+                task=task, outcome=outcome, config=config
+            )
+        except Exception as exc:
+            log.warning(
+                "task=%s %s; the built-in backoff decides",
+                task.id,
+                clean_error(f"retry plugin error: {exc!r}", task),
+            )
+            return backoff_retry.scheduler_retry_decision(task, outcome, config)
         if not isinstance(decision, RetryDecision):
             return RetryDecision.stale()
         return decision

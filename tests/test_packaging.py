@@ -91,7 +91,10 @@ def test_the_only_top_level_package_is_scheduler_core(wheel: Path, wheel_files: 
 
 def test_the_wheel_carries_migrations_sql_and_builtin_plugins(wheel_files: list[str]) -> None:
     required = {
+        "scheduler_core/py.typed",
         "scheduler_core/plugins/http_delivery.py",
+        "scheduler_core/testing/__init__.py",
+        "scheduler_core/testing/pytest_plugin.py",
         "scheduler_core/migrations/postgresql/0001_initial.sql",
         "scheduler_core/migrations/sqlite/0001_initial.sql",
         "scheduler_core/store/sql/postgresql.sql",
@@ -114,6 +117,49 @@ def test_the_wheel_declares_the_scheduler_command(wheel: Path, wheel_files: list
 
     assert "[console_scripts]" in text
     assert "scheduler = scheduler_core.cli:main" in text
+
+
+@pytest.fixture(scope="module")
+def unpacked_wheel(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel's files as pip lays them out in site-packages (it is pure Python)."""
+    site = tmp_path_factory.mktemp("site-packages")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    return site
+
+
+def test_mypy_types_the_installed_package_its_plugins_and_migrations(
+    unpacked_wheel: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("mypy", reason="mypy is in the test extra")
+    from tests.test_typing import PROBE, STRICT, assert_probe_is_fully_typed, mypy
+
+    project = tmp_path / "a-plugin-project"
+    project.mkdir()
+    (project / "probe_plugin.py").write_text(PROBE)
+    # The wheel on sys.path as site-packages is (mypy requires py.typed there); the repo
+    # nowhere on it. Dependencies (flask, pluggy, ...) come from this environment.
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MYPYPATH"}}
+
+    def check(site: Path) -> subprocess.CompletedProcess[str]:
+        return mypy(
+            "--cache-dir",
+            tmp_path / f"cache-{site.name}",
+            "--follow-imports=silent",
+            *STRICT,
+            "probe_plugin.py",
+            cwd=project,
+            env={**env, "PYTHONPATH": str(site)},
+        )
+
+    assert_probe_is_fully_typed(check(unpacked_wheel))
+
+    untyped = tmp_path / "untyped-site"
+    shutil.copytree(unpacked_wheel, untyped)
+    (untyped / "scheduler_core" / "py.typed").unlink()
+    refused = check(untyped)
+    assert refused.returncode != 0
+    assert "missing library stubs or py.typed marker" in refused.stdout, refused.stdout
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +214,9 @@ def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
     scheduler = installed_venv / "bin" / "scheduler"
 
     plugins = run([scheduler, "plugins"], cwd=cwd, env=env)
-    assert "scheduler_core.plugins.http_delivery  (built-in)" in plugins.stdout
-    assert "scheduler_core.plugins.api_key_auth  (built-in)" in plugins.stdout
-    assert "scheduler_core.plugins.backoff_retry  (built-in)" in plugins.stdout
+    listed = {line.split()[0]: line.split()[1] for line in plugins.stdout.splitlines()[1:]}
+    for name in ("http_delivery", "api_key_auth", "backoff_retry"):
+        assert listed[f"scheduler_core.plugins.{name}"] == "scheduler-core", plugins.stdout
 
     with empty_database(db_backend, tmp_path_factory.mktemp("pkgdb"), "scheduler_pkg") as url:
         migrated = run([scheduler, "migrate", "--database-url", url], cwd=cwd, env=env)

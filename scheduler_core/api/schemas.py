@@ -132,7 +132,7 @@ def _url_problem(value: str, schemes: frozenset[str], policy: TargetPolicy) -> s
     if scheme not in schemes:
         return (
             f"Scheme {scheme!r} is not handled by any loaded delivery plugin "
-            f"(handled: {', '.join(sorted(schemes))})."
+            f"(handled: {', '.join(sorted(schemes)) or 'none'})."
         )
     if not parts.hostname:
         return "Must name a host."

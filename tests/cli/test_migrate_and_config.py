@@ -263,21 +263,41 @@ def test_an_unsupported_database_url_is_refused_clearly() -> None:
 # -- plugins, --version -------------------------------------------------------------------
 
 
-def test_plugins_lists_the_builtins_with_their_hooks() -> None:
+def table_rows(output: str) -> list[dict[str, str]]:
+    """A table the CLI printed, each line cut at the columns of its header line."""
+    header, *lines = output.splitlines()
+    names = header.split()
+    starts = [header.index(name) for name in names]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [
+        {n: line[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)} for line in lines
+    ]
+
+
+def test_plugins_lists_the_builtins_in_a_table() -> None:
     result = run_cli(None, "plugins")
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "scheduler_core.attempt  (built-in)",
-        "    hooks: scheduler_run_attempt",
-        "scheduler_core.plugins.http_delivery  (built-in)",
-        "    hooks: scheduler_deliver, scheduler_delivery_schemes",
-        "scheduler_core.plugins.api_key_auth  (built-in)",
-        "    hooks: scheduler_authorize",
-        "scheduler_core.plugins.backoff_retry  (built-in)",
-        "    hooks: scheduler_retry_decision",
-        "scheduler_core.plugins.delivery_log  (built-in)",
-        "    hooks: scheduler_run_attempt",
+    core = version("scheduler-core")
+    assert table_rows(result.stdout) == [
+        {
+            "NAME": name,
+            "DISTRIBUTION": "scheduler-core",
+            "VERSION": core,
+            "SCHEMES": schemes,
+            "HOOKS": hooks,
+        }
+        for name, schemes, hooks in [
+            ("scheduler_core.attempt", "-", "scheduler_run_attempt"),
+            (
+                "scheduler_core.plugins.http_delivery",
+                "http, https",
+                "scheduler_deliver, scheduler_delivery_schemes",
+            ),
+            ("scheduler_core.plugins.api_key_auth", "-", "scheduler_authorize"),
+            ("scheduler_core.plugins.backoff_retry", "-", "scheduler_retry_decision"),
+            ("scheduler_core.plugins.delivery_log", "-", "scheduler_run_attempt"),
+        ]
     ]
 
 
@@ -285,10 +305,18 @@ def test_plugins_json_describes_each_plugin() -> None:
     result = run_cli(None, "plugins", "--json")
 
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["plugins"]
     assert [row["name"] for row in rows] == list(BUILTIN_PLUGINS)
-    assert all(row["builtin"] and row["distribution"] is None for row in rows)
-    assert rows[1]["hooks"] == ["scheduler_deliver", "scheduler_delivery_schemes"]
+    assert all(row["builtin"] and row["distribution"] == "scheduler-core" for row in rows)
+    assert {row["version"] for row in rows} == {version("scheduler-core")}
+    assert rows[1] == {
+        "name": "scheduler_core.plugins.http_delivery",
+        "builtin": True,
+        "distribution": "scheduler-core",
+        "version": version("scheduler-core"),
+        "hooks": ["scheduler_deliver", "scheduler_delivery_schemes"],
+        "schemes": ["http", "https"],
+    }
 
 
 def test_version_prints_the_installed_distribution_version() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+import scheduler_core
 from scheduler_core import hookspecs
 from scheduler_core.api import create_app
 from scheduler_core.hookspecs import hookimpl
@@ -86,7 +87,10 @@ def test_builtins_are_registered_under_their_default_plugin_names() -> None:
     rows = plugins.describe()
 
     assert [row["name"] for row in rows] == list(BUILTIN_PLUGINS)
-    assert all(row["builtin"] and row["distribution"] is None for row in rows)
+    assert all(row["builtin"] for row in rows)
+    assert {(row["distribution"], row["version"]) for row in rows} == {
+        ("scheduler-core", scheduler_core.__version__)
+    }
     for name in DEFAULT_PLUGINS:
         module = plugins.module(name)
         assert module is not None and module.__name__ == name
@@ -119,6 +123,31 @@ def test_built_in_http_delivery_claims_http_and_https() -> None:
     assert plugins.delivery_schemes() == frozenset({"http", "https"})
 
 
+class TwoSchemes:
+    @hookimpl
+    def scheduler_delivery_schemes(self) -> list[str]:
+        return ["Queue", "topic", "queue"]
+
+
+def test_describe_names_the_schemes_each_plugin_claims() -> None:
+    plugins = PluginManager(Settings(load_entry_points=False), extra_plugins=(TwoSchemes(),))
+
+    rows = plugins.describe()
+
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["scheduler_core.plugins.http_delivery"]["schemes"] == ["http", "https"]
+    [registered] = [row for row in rows if row["name"] not in BUILTIN_PLUGINS]
+    assert registered["schemes"] == ["queue", "topic"]  # lower case, once each, sorted
+    assert registered["hooks"] == ["scheduler_delivery_schemes"]
+    # Registered in code, not installed: no distribution to name.
+    assert (registered["builtin"], registered["distribution"], registered["version"]) == (
+        False,
+        None,
+        None,
+    )
+    assert plugins.delivery_schemes() == frozenset({"http", "https", "queue", "topic"})
+
+
 # -- entry points -------------------------------------------------------------------------
 
 
@@ -130,8 +159,10 @@ def test_an_installed_plugin_is_loaded_through_its_entry_point(installed_plugin:
     assert rows["myplugin"] == {
         "name": "myplugin",
         "builtin": False,
-        "distribution": "sc-test-plugin 0.1",
+        "distribution": "sc-test-plugin",
+        "version": "0.1",
         "hooks": ["scheduler_authorize"],
+        "schemes": [],
     }
     assert list(rows)[: len(BUILTIN_PLUGINS)] == list(BUILTIN_PLUGINS)
 
@@ -193,7 +224,8 @@ def test_scheduler_plugins_lists_an_installed_plugin_with_its_distribution(
     result = run_cli(None, "plugins", env=env)
 
     assert result.returncode == 0, result.stderr
-    assert "myplugin  (sc-test-plugin 0.1)\n    hooks: scheduler_authorize" in result.stdout
+    [row] = [line.split() for line in result.stdout.splitlines() if line.startswith("myplugin ")]
+    assert row == ["myplugin", "sc-test-plugin", "0.1", "-", "scheduler_authorize"]
     disabled = run_cli(None, "plugins", env={**env, "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert "myplugin" not in disabled.stdout
 

@@ -1,23 +1,8 @@
-"""Wait for a condition with a deadline instead of sleeping a fixed time."""
+"""Wait for a condition with a deadline instead of sleeping a fixed time.
 
-from __future__ import annotations
+The helper ships in the package for plugin authors; the suite imports it from here.
+"""
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
+from scheduler_core.testing.waiting import wait_until
 
-T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = ""
-) -> T:
-    """Return the first truthy value of `predicate()`; fail the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout}s {message}".strip())
-        time.sleep(interval)
+__all__ = ["wait_until"]
