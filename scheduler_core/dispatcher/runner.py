@@ -140,13 +140,22 @@ class DeliveryRunner:
                 heapq.heappush(self._deadlines, (job.deadline + self._grace_s, job.id))
                 self._overdue.notify()
             recorded = self._run(job)
-            left_behind = not self._finish(job, recorded)
             with self._lock:
-                if left_behind or self._closed:
+                # Reported and counted idle in one step: the outcome wakes the loop, whose
+                # next job must find this thread idle rather than start one more thread.
+                left_behind = self._in_flight.pop(job.id, None) is None
+                leaving = left_behind or self._closed
+                if leaving:
                     # A replacement took this thread's place when it was left behind.
                     self._workers -= 1
-                    return
-                self._idle += 1
+                else:
+                    self._idle += 1
+                if not left_behind:
+                    self._changed.notify_all()
+            if not left_behind:
+                self._on_done(job, recorded)
+            if leaving:
+                return
 
     def _finish(self, job: Job, recorded: RecordedOutcome) -> bool:
         """Report `job`'s outcome once; False if it was already reported (left behind)."""
