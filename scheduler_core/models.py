@@ -11,6 +11,9 @@ from typing import Any
 
 from scheduler_core.runtime_config import RuntimeConfig
 
+# Every task is in this queue until named queues exist.
+DEFAULT_QUEUE = "default"
+
 
 class TaskStatus(enum.StrEnum):
     PENDING = "pending"
@@ -220,6 +223,38 @@ class LostAttempt:
     attempt: int
     attempts_in_budget: int
     max_retries: int | None
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """One queue's tasks by status and its due backlog, by the database clock.
+
+    `counts` holds every TaskStatus (0 when none). `due_backlog` is the pending tasks whose
+    nextAttemptAt has come; `oldest_due_age_s` is how long (seconds) the oldest of them has
+    been due, 0.0 when none is.
+    """
+
+    queue: str
+    counts: Mapping[TaskStatus, int]
+    due_backlog: int
+    oldest_due_age_s: float
+
+
+@dataclass(frozen=True)
+class ActivityBucket:
+    """Delivery attempts started in one time bucket (see `Store.activity`).
+
+    `failed` counts failed and lost attempts; attempts still in flight count in `attempts`
+    only. Lateness percentiles (ms, first byte sent minus nextAttemptAt) are over the
+    bucket's finished attempts that measured one; None when there is none.
+    """
+
+    start: datetime  # UTC start of the bucket
+    attempts: int
+    resolved: int
+    failed: int
+    lateness_p50_ms: float | None
+    lateness_p99_ms: float | None
 
 
 @dataclass(frozen=True)

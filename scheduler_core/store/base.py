@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from scheduler_core.models import (
+    ActivityBucket,
     AttemptRecord,
     ClaimedTask,
     DispatchState,
     LostAttempt,
     NewTask,
+    QueueCounts,
     RecordedOutcome,
     Task,
     TaskStatus,
@@ -111,6 +113,26 @@ class Store(Protocol):
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         """Delete up to `batch_size` resolved/cancelled tasks past retention."""
+
+    # -- operators' reads (/metrics, GET /api/v1/stats, the dashboard) --------------------
+
+    def queue_counts(self) -> list[QueueCounts]:
+        """Each queue's tasks by status (every status, 0 when none), its due backlog
+        (pending, nextAttemptAt <= now()) and the age in seconds of its oldest due task,
+        by the database clock; one entry per queue ("default" only, for now)."""
+
+    def lateness_percentiles(self, window_s: int = 300) -> tuple[float | None, float | None]:
+        """(p50, p99) in ms of the lateness (first byte sent minus nextAttemptAt) of the
+        attempts started in the last `window_s` seconds by the database clock; nearest-rank
+        percentiles; None when no attempt of the window measured one. ValueError when
+        `window_s` is not positive."""
+
+    def activity(self, window_s: int = 3600, bucket_s: int = 60) -> list[ActivityBucket]:
+        """Attempts started in the last `window_s` seconds, in buckets of `bucket_s`
+        seconds aligned on multiples of `bucket_s` since the epoch (the last holds the
+        database's now), oldest first, empty buckets included: ceil(window_s / bucket_s)
+        buckets. ValueError when either is not positive or there would be more than 1440
+        buckets."""
 
     # -- key rotation (scheduler rotate-key) ---------------------------------------------
 

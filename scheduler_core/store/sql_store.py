@@ -41,6 +41,7 @@ from scheduler_core.store.changes import (
     Watch,
 )
 from scheduler_core.store.group_commit import GroupCommit
+from scheduler_core.store.stats import StatsVerbs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def new_task_ids(count: int) -> list[str]:
     ]
 
 
-class SqlStore(ABC):
+class SqlStore(StatsVerbs, ABC):
     dialect: str
     q: dict[str, str]
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK

@@ -244,3 +244,49 @@ SET webhook_auth = n.new
 FROM json_to_recordset(%(rows)s::json) AS n(id uuid, old text, new text)
 WHERE t.id = n.id AND t.webhook_auth = n.old
 RETURNING t.id::text AS id
+
+-- name: clock
+SELECT now() AS db_now
+
+-- name: tasks_by_status
+-- Every task counted once, by status: an index-only scan of scheduler_tasks_status_seq
+-- per status (on one core; a GROUP BY would scan the table with parallel workers).
+SELECT s.status,
+       (SELECT count(*) FROM scheduler_tasks t WHERE t.status = s.status) AS tasks
+FROM unnest(ARRAY['pending', 'running', 'resolved', 'stale', 'cancelled']) AS s(status)
+
+-- name: due_backlog
+-- Pending tasks whose time has come: one range scan into each half of the due index
+-- (never failed, failed), index-only; the tasks due later are never read.
+SELECT coalesce(sum(due), 0) AS due,
+       coalesce(extract(epoch FROM now() - min(oldest)), 0) AS oldest_due_age_s
+FROM (
+    SELECT count(*) AS due, min(next_attempt_at) AS oldest FROM scheduler_tasks
+    WHERE status = 'pending' AND NOT has_failed AND next_attempt_at <= now()
+    UNION ALL
+    SELECT count(*), min(next_attempt_at) FROM scheduler_tasks
+    WHERE status = 'pending' AND has_failed AND next_attempt_at <= now()
+) AS halves
+
+-- name: lateness_percentiles
+-- Nearest-rank percentiles (as SQLite's query computes them) of the lateness of attempts
+-- started in the window, through scheduler_attempts_started.
+SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY lateness_ms) AS p50,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY lateness_ms) AS p99
+FROM scheduler_attempts
+WHERE started_at >= now() - %(window_s)s * interval '1 second'
+  AND lateness_ms IS NOT NULL
+
+-- name: activity
+-- Attempts started since %(since)s (epoch seconds, a bucket boundary), by bucket of
+-- %(bucket_s)s seconds; a bucket without attempts has no row.
+SELECT floor(extract(epoch FROM started_at) / %(bucket_s)s)::bigint * %(bucket_s)s AS bucket,
+       count(*) AS attempts,
+       count(*) FILTER (WHERE outcome = 'resolved') AS resolved,
+       count(*) FILTER (WHERE outcome IN ('failed', 'lost')) AS failed,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lateness_ms) AS p50,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY lateness_ms) AS p99
+FROM scheduler_attempts
+WHERE started_at >= to_timestamp(%(since)s)
+GROUP BY 1
+ORDER BY 1

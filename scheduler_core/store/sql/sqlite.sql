@@ -225,3 +225,66 @@ FROM (
 ) AS n
 WHERE t.id = n.id AND t.webhook_auth = n.old
 RETURNING id
+
+-- name: clock
+SELECT {clock} AS db_now
+
+-- name: tasks_by_status
+-- Every task counted once, by status: a scan of the covering scheduler_tasks_status_seq.
+SELECT status, count(*) AS tasks FROM scheduler_tasks GROUP BY status
+
+-- name: due_backlog
+-- Pending tasks whose time has come: one range scan into each half of the due index
+-- (never failed, failed); the tasks due later are never read. Ages in seconds, from the
+-- clock's microseconds.
+SELECT coalesce(sum(due), 0) AS due,
+       coalesce(({clock} - min(oldest)) / 1000000.0, 0.0) AS oldest_due_age_s
+FROM (
+    SELECT count(*) AS due, min(next_attempt_at) AS oldest FROM scheduler_tasks
+    WHERE status = 'pending' AND has_failed = 0 AND next_attempt_at <= {clock}
+    UNION ALL
+    SELECT count(*), min(next_attempt_at) FROM scheduler_tasks
+    WHERE status = 'pending' AND has_failed = 1 AND next_attempt_at <= {clock}
+)
+
+-- name: lateness_percentiles
+-- Nearest-rank percentiles (PostgreSQL's percentile_disc) of the lateness of attempts
+-- started in the window, through scheduler_attempts_started: the value at rank
+-- ceil(p * n) of n sorted, with integer arithmetic (SQLite may lack ceil()).
+WITH ranked AS (
+    SELECT lateness_ms,
+           row_number() OVER (ORDER BY lateness_ms) AS pos,
+           count(*) OVER () AS n
+    FROM scheduler_attempts
+    WHERE started_at >= {clock} - :window_s * 1000000 AND lateness_ms IS NOT NULL
+)
+SELECT min(CASE WHEN pos >= (n + 1) / 2 THEN lateness_ms END) AS p50,
+       min(CASE WHEN pos >= (99 * n + 99) / 100 THEN lateness_ms END) AS p99
+FROM ranked
+
+-- name: activity
+-- Attempts started since :since (epoch seconds, a bucket boundary), by bucket of
+-- :bucket_s seconds; a bucket without attempts has no row. Percentiles as in
+-- lateness_percentiles, ranked within each bucket.
+WITH started AS (
+    SELECT started_at / (:bucket_s * 1000000) * :bucket_s AS bucket, outcome, lateness_ms
+    FROM scheduler_attempts
+    WHERE started_at >= :since * 1000000
+), ranked AS (
+    SELECT bucket, lateness_ms,
+           row_number() OVER (PARTITION BY bucket ORDER BY lateness_ms) AS pos,
+           count(*) OVER (PARTITION BY bucket) AS n
+    FROM started WHERE lateness_ms IS NOT NULL
+), percentiles AS (
+    SELECT bucket,
+           min(CASE WHEN pos >= (n + 1) / 2 THEN lateness_ms END) AS p50,
+           min(CASE WHEN pos >= (99 * n + 99) / 100 THEN lateness_ms END) AS p99
+    FROM ranked GROUP BY bucket
+)
+SELECT s.bucket, count(*) AS attempts,
+       total(s.outcome = 'resolved') AS resolved,
+       total(s.outcome IN ('failed', 'lost')) AS failed,
+       max(p.p50) AS p50, max(p.p99) AS p99
+FROM started s LEFT JOIN percentiles p ON p.bucket = s.bucket
+GROUP BY s.bucket
+ORDER BY s.bucket
