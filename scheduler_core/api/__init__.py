@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, request
 
+from scheduler_core import ui
 from scheduler_core.api import config_routes, cross_origin, health, plugin_routes, tasks
 from scheduler_core.api.errors import ApiError, register_error_handlers
 from scheduler_core.http_guard import HostPolicy
@@ -58,4 +59,5 @@ def create_app(
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
+    ui.install(app, policy)
     return app

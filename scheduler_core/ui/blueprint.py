@@ -19,6 +19,15 @@ log = logging.getLogger(__name__)
 
 POLICY_EXTENSION = "scheduler_ui_host_policy"
 
+# The navigation, in order: (endpoint, label). The queues and schedules pages join it
+# when named queues and schedules exist.
+NAV: tuple[tuple[str, str], ...] = (
+    ("ui.overview", "Overview"),
+    ("ui.tasks", "Tasks"),
+    ("ui.attention", "Stale & failing"),
+    ("ui.config", "Config"),
+)
+
 bp = Blueprint(
     "ui",
     __name__,
@@ -50,10 +59,9 @@ def host_policy() -> HostPolicy:
     return found
 
 
-def page(template: str, status: int = 200, **context: Any) -> Response:
-    """`ui/<template>` rendered as an HTML response with `status`."""
-    response = make_response(render_template(f"ui/{template}", **context), status)
-    return response
+def page(template: str, code: int = 200, /, **context: Any) -> Response:
+    """`ui/<template>` rendered with `context` as an HTML response with status `code`."""
+    return make_response(render_template(f"ui/{template}", **context), code)
 
 
 def error_page(status: int, title: str, message: str) -> Response:

@@ -32,6 +32,7 @@ from flask import Request, Response, g, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from scheduler_core.ui.blueprint import (
+    NAV,
     bp,
     error_page,
     host_policy,
@@ -121,9 +122,7 @@ def _cross_site_refusal() -> str | None:
     origin = _request_origin()
     policy = host_policy()
     host = request.environ.get("HTTP_HOST")
-    if origin is not None and not (
-        policy.same_origin(origin, host) or policy.lists_origin(origin)
-    ):
+    if origin is not None and not (policy.same_origin(origin, host) or policy.lists_origin(origin)):
         return "it was sent from another origin"
     cookie = request.cookies.get(CSRF_COOKIE, "")
     presented = request.form.get(CSRF_FIELD, "")
@@ -134,9 +133,7 @@ def _cross_site_refusal() -> str | None:
 
 @bp.before_request
 def _guard() -> BaseResponse | None:
-    if not settings().api_keys and not host_policy().allows_host(
-        request.environ.get("HTTP_HOST")
-    ):
+    if not settings().api_keys and not host_policy().allows_host(request.environ.get("HTTP_HOST")):
         return error_page(
             403,
             "Host not allowed",
@@ -154,7 +151,10 @@ def _guard() -> BaseResponse | None:
                 "Refused",
                 f"Nothing was changed: {refusal}. Reload the page and try again.",
             )
-    if request.endpoint in OPEN_ENDPOINTS or authorized(signed_in_key()):
+    if authorized(signed_in_key()):
+        g.ui_authorized = True
+        return None
+    if request.endpoint in OPEN_ENDPOINTS:
         return None
     if request.method == "GET" and request.headers.get("Sec-Fetch-Site") == "cross-site":
         # A link from another site: the browser withholds the SameSite=Strict cookie from
@@ -196,7 +196,11 @@ def _headers(response: Response) -> Response:
 
 @bp.context_processor
 def _template_context() -> dict[str, object]:
-    return {"csrf_token": csrf_token, "signed_in": signed_in_key() is not None}
+    return {
+        "csrf_token": csrf_token,
+        "signed_in": signed_in_key() is not None and g.get("ui_authorized", False),
+        "nav": NAV if g.get("ui_authorized") else (),
+    }
 
 
 # -- signing in and out ----------------------------------------------------------------
@@ -206,15 +210,13 @@ def _template_context() -> dict[str, object]:
 def login() -> BaseResponse:
     next_path = local_path(request.values.get("next"))
     if request.method == "GET":
-        if authorized(signed_in_key()):
+        if g.get("ui_authorized"):
             return redirect(next_path, 303)
         return page("login.html", next_path=next_path)
     key = _usable_key(request.form.get("key"))
     if key is None or not authorized(key):
         log.warning("dashboard sign-in refused from %s", request.remote_addr)
-        return page(
-            "login.html", 401, next_path=next_path, error="That key was not accepted."
-        )
+        return page("login.html", 401, next_path=next_path, error="That key was not accepted.")
     response = redirect(next_path, 303)
     response.set_cookie(
         KEY_COOKIE,

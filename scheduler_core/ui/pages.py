@@ -21,6 +21,9 @@ from scheduler_core.ui.blueprint import bp, error_page, page, store
 
 PAGE_SIZE = 50
 ATTENTION_LIMIT = 50
+LATENESS_WINDOW_S = 300  # the overview's lateness percentiles, as GET /api/v1/stats
+ACTIVITY_WINDOW_S = 3600  # the charts: the last hour,
+ACTIVITY_BUCKET_S = 60  # a point per minute
 
 # What each configuration key means, as SPEC.md's table says it (keys a later version
 # adds show without a description until they get one here).
@@ -65,6 +68,36 @@ def notice() -> dict[str, Any]:
         "refused": REFUSED.get(request.args.get("refused", "")),
         "notice_task": task_id if is_task_id(task_id) else None,
     }
+
+
+@bp.get("/")
+def overview() -> Response:
+    queues = store().queue_counts()
+    totals = {s.value: sum(q.counts.get(s, 0) for q in queues) for s in TaskStatus}
+    p50, p99 = store().lateness_percentiles(LATENESS_WINDOW_S)
+    buckets = store().activity(ACTIVITY_WINDOW_S, ACTIVITY_BUCKET_S)
+    # For the charts (static/ui.js, uPlot): columns, time in Unix seconds.
+    chart = {
+        "time": [int(b.start.timestamp()) for b in buckets],
+        "attempts": [b.attempts for b in buckets],
+        "resolved": [b.resolved for b in buckets],
+        "failed": [b.failed for b in buckets],
+        "p50": [b.lateness_p50_ms for b in buckets],
+        "p99": [b.lateness_p99_ms for b in buckets],
+    }
+    return page(
+        "overview.html",
+        totals=totals,
+        queues=queues,
+        due_backlog=sum(q.due_backlog for q in queues),
+        oldest_due_age_s=max((q.oldest_due_age_s for q in queues), default=0.0),
+        lateness_p50_ms=p50,
+        lateness_p99_ms=p99,
+        lateness_window_s=LATENESS_WINDOW_S,
+        buckets=buckets,
+        chart=chart,
+        statuses=[s.value for s in TaskStatus],
+    )
 
 
 @bp.get("/tasks")
@@ -150,6 +183,4 @@ def config_fields(
 
 @bp.get("/config")
 def config() -> Response:
-    return page(
-        "config.html", fields=config_fields(store().get_config().as_camel()), **notice()
-    )
+    return page("config.html", fields=config_fields(store().get_config().as_camel()), **notice())
