@@ -38,10 +38,13 @@ def age(seconds: float | None) -> str:
 
 
 def millis(value: float | None) -> str:
-    """Milliseconds, to a tenth below 10 ms: `3.2 ms`, `41 ms`; `—` when unknown."""
+    """Milliseconds, to a tenth below 10 ms unless whole: `3.2 ms`, `41 ms`; `—` when
+    unknown."""
     if value is None:
         return "—"
-    return f"{value:.1f} ms" if value < 10 else f"{value:,.0f} ms"
+    if isinstance(value, int) or value >= 10:
+        return f"{value:,.0f} ms"
+    return f"{value:.1f} ms"
 
 
 def pretty_json(value: Any) -> str:

@@ -21,14 +21,27 @@
     p99: "#b26b00",
   };
 
-  function series(label, key, fill) {
+  // Counts per minute as bars; lateness as lines with a dot per minute, since a minute
+  // with attempts may stand between minutes without any (no line to draw then).
+  function bars(label, key) {
+    var paths = window.uPlot.paths;
+    return {
+      label: label,
+      stroke: COLOURS[key],
+      fill: COLOURS[key] + "99",
+      width: 1,
+      paths: paths && paths.bars ? paths.bars({ size: [0.8, 24] }) : undefined,
+      points: { show: false },
+    };
+  }
+
+  function line(label, key) {
     return {
       label: label,
       stroke: COLOURS[key],
       width: 2,
-      fill: fill ? COLOURS[key] + "22" : undefined,
       spanGaps: false,
-      points: { show: false },
+      points: { show: true, size: 5, fill: COLOURS[key] },
     };
   }
 
@@ -37,16 +50,20 @@
       width: width,
       height: 200,
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
+      scales: {
+        // half a minute each side, so the first and last minutes' bars are whole
+        x: { time: true, range: function (u, min, max) { return [min - 30, max + 30]; } },
+        y: { range: function (u, min, max) { return [0, Math.max(1, max) * 1.1]; } },
+      },
       axes: [{}, { size: 52 }],
       legend: { live: true },
     };
     if (kind === "deliveries") {
-      options.series = [{}, series("Attempts", "attempts", true), series("Resolved", "resolved", false)];
+      options.series = [{}, bars("Attempts", "attempts"), bars("Resolved", "resolved")];
     } else if (kind === "failures") {
-      options.series = [{}, series("Failed or lost", "failed", true)];
+      options.series = [{}, bars("Failed or lost", "failed")];
     } else {
-      options.series = [{}, series("p50 ms", "p50", false), series("p99 ms", "p99", false)];
+      options.series = [{}, line("p50 ms", "p50"), line("p99 ms", "p99")];
     }
     return options;
   }
