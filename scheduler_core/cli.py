@@ -24,6 +24,7 @@ from scheduler_core.settings import (
     DEFAULT_CONNECTION_LIMIT,
     DEFAULT_DELIVERY_THREADS,
     DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_METRICS_HOST,
     DEFAULT_READ_TIMEOUT_S,
     MAX_CONNECTION_LIMIT,
     MAX_DELIVERY_THREADS,
@@ -241,14 +242,52 @@ def serve(
 
 @cli.command()
 @delivery_threads_option
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus /metrics on this port (0: any free one, logged) "
+    "[env SCHEDULER_METRICS_PORT; default: none]",
+)
+@click.option(
+    "--metrics-host",
+    default=None,
+    help="The address /metrics listens on [env SCHEDULER_METRICS_HOST; "
+    f"default {DEFAULT_METRICS_HOST}]",
+)
 @database_url_option
-def worker(delivery_threads: int | None, database_url: str | None) -> None:
+def worker(
+    delivery_threads: int | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
+    database_url: str | None,
+) -> None:
     """Run the dispatcher alone, to scale delivery out."""
     from scheduler_core.dispatcher import Dispatcher
+    from scheduler_core.metrics_server import MetricsServer
 
     settings = _settings(database_url, delivery_threads)
+    settings = dataclasses.replace(  # flags override the environment
+        settings,
+        metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
+        metrics_host=metrics_host or settings.metrics_host,
+    )
     plugins = _plugins(settings)
-    store = _open_migrated_store(settings, pool_size=4)
+    # The dispatcher's loop, recorder and retention, and a scrape's read.
+    store = _open_migrated_store(settings, pool_size=5)
+    metrics_server = None
+    if settings.metrics_port is not None:
+        plugins.metrics.read_database(store)
+        try:
+            metrics_server = MetricsServer(
+                plugins.metrics, settings, settings.metrics_host, settings.metrics_port
+            )
+        except (OSError, ValueError) as exc:
+            store.close()
+            reason = getattr(exc, "strerror", None) or exc
+            raise click.ClickException(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {reason}"
+            ) from None
     dispatcher = Dispatcher(store, plugins, delivery_threads=settings.delivery_threads)
     stop = threading.Event()
 
@@ -257,11 +296,16 @@ def worker(delivery_threads: int | None, database_url: str | None) -> None:
         stop.set()
 
     _install_signal_handlers(first_signal)
+    if metrics_server is not None:
+        metrics_server.start()
+        log.info("metrics on %s", metrics_server.url)
     dispatcher.start()
     log.info("worker running")
     while not stop.wait(0.5):
         pass
     dispatcher.stop(wait=True)
+    if metrics_server is not None:  # scraped until the last delivery is counted
+        metrics_server.close()
     store.close()
     log.info("stopped")
 

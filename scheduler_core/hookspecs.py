@@ -90,6 +90,24 @@ def scheduler_run_attempt(  # type: ignore[empty-body]
     """
 
 
+@hookspec
+def scheduler_attempt_lost(recorded: RecordedOutcome) -> None:
+    """Observe an attempt found lost: its dispatcher stopped (a crash, a kill) before
+    recording an outcome, its lease expired, and a dispatcher's reaper has just recorded
+    it as lost. Such an attempt never ends inside ``scheduler_run_attempt``, so its
+    wrappers never see it; this is where they count it.
+
+    ``recorded`` is what was stored: ``recorded.lost`` is True, ``recorded.kind`` is
+    ``lost``, ``recorded.task_id`` and ``recorded.attempt`` name the attempt, and
+    ``recorded.decision`` says whether the task is due again at once or stale. Called once
+    per lost attempt, in the process whose reaper recorded it, on the dispatcher's thread:
+    return quickly.
+
+    Return nothing: the return value is ignored. An exception is logged and the reaper
+    goes on.
+    """
+
+
 # -- API auth -------------------------------------------------------------------------
 
 

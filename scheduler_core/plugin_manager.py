@@ -44,13 +44,16 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 
 # The core's own attempt pipeline, registered before the built-in modules.
 CORE_PLUGINS: tuple[str, ...] = ("scheduler_core.attempt",)
-BUILTIN_PLUGINS: tuple[str, ...] = CORE_PLUGINS + DEFAULT_PLUGINS
+# Built-in observers that keep state per plugin manager: registered as objects, one each.
+OBSERVER_PLUGINS: tuple[str, ...] = ("scheduler_core.plugins.metrics",)
+BUILTIN_PLUGINS: tuple[str, ...] = CORE_PLUGINS + DEFAULT_PLUGINS + OBSERVER_PLUGINS
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "CORE_PLUGINS",
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "OBSERVER_PLUGINS",
     "PluginLoadError",
     "PluginManager",
     "hookimpl",
@@ -79,6 +82,13 @@ class PluginManager:
         self._pm.register(AttemptPipeline(self), name=PLUGIN_NAME)
         for name in DEFAULT_PLUGINS:
             self._pm.register(importlib.import_module(name), name=name)
+        # This manager's metrics and their registry: many apps in one process never share.
+        from scheduler_core.plugins.metrics import PLUGIN_NAME as METRICS_NAME
+        from scheduler_core.plugins.metrics import Metrics
+
+        assert OBSERVER_PLUGINS == (METRICS_NAME,)
+        self.metrics = Metrics()
+        self._pm.register(self.metrics, name=METRICS_NAME)
         self._distributions: dict[str, tuple[str, str]] = {}  # plugin: (distribution, version)
         if settings.load_entry_points:
             self._load_entry_points()
@@ -226,6 +236,20 @@ class PluginManager:
         if recorded is None:
             raise RuntimeError("no plugin ran the attempt")
         return recorded
+
+    def attempts_lost(self, lost: list[RecordedOutcome]) -> None:
+        """Tell observers (scheduler_attempt_lost) of each attempt the reaper recorded as
+        lost. A plugin that raises is logged, without a traceback (it may quote the
+        task), and the reaper goes on."""
+        for recorded in lost:
+            try:
+                self._pm.hook.scheduler_attempt_lost(recorded=recorded)
+            except Exception as exc:
+                log.warning(
+                    "task=%s: a plugin failed observing a lost attempt: %s",
+                    recorded.task_id,
+                    type(exc).__name__,
+                )
 
     def authorize(self, request: Request) -> bool:
         answer = self._pm.hook.scheduler_authorize(request=request, settings=self.settings)

@@ -22,6 +22,8 @@ MAX_CONNECTION_LIMIT = 100_000
 DEFAULT_IDLE_TIMEOUT_S = 30.0
 DEFAULT_READ_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 86_400.0
+# `scheduler worker` serves /metrics here when given a port (SCHEDULER_METRICS_PORT).
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class Settings:
     # SCHEDULER_ENCRYPTION_KEY: Fernet keys, space- or comma-separated; the first encrypts
     # webhookAuth at rest, all decrypt. Empty: webhookAuth is stored as given.
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    # SCHEDULER_METRICS_HOST / SCHEDULER_METRICS_PORT: where `scheduler worker` serves
+    # /metrics; no port: it serves none (`scheduler serve` has /metrics on its API port).
+    # Port 0 picks a free one, logged at start.
+    metrics_host: str = DEFAULT_METRICS_HOST
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -73,6 +80,8 @@ class Settings:
             ),
             signing_secrets=parse_signing_secrets(env.get("SCHEDULER_SIGNING_SECRET")),
             encryption_keys=parse_encryption_keys(env.get("SCHEDULER_ENCRYPTION_KEY")),
+            metrics_host=(env.get("SCHEDULER_METRICS_HOST") or "").strip() or DEFAULT_METRICS_HOST,
+            metrics_port=_port(env, "SCHEDULER_METRICS_PORT"),
         )
 
 
@@ -94,6 +103,19 @@ def _api_keys(raw: str | None) -> tuple[str, ...]:
                 "which an Authorization header cannot carry"
             )
     return keys
+
+
+def _port(env: os._Environ[str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a TCP port from 0 to 65535, got {raw!r}")
+    return value
 
 
 def _seconds(env: os._Environ[str], name: str, default: float) -> float:

@@ -7,7 +7,15 @@ from typing import Any
 from flask import Flask, request
 
 from scheduler_core import ui
-from scheduler_core.api import config_routes, cross_origin, health, plugin_routes, tasks
+from scheduler_core.api import (
+    config_routes,
+    cross_origin,
+    health,
+    metrics_routes,
+    plugin_routes,
+    stats_routes,
+    tasks,
+)
 from scheduler_core.api.errors import ApiError, register_error_handlers
 from scheduler_core.http_guard import HostPolicy
 from scheduler_core.plugin_manager import PluginManager
@@ -39,6 +47,7 @@ def create_app(
     app.extensions["scheduler_store"] = store or open_store(
         settings.database_url, encryption_keys=settings.encryption_keys
     )
+    app.extensions["scheduler_plugins"].metrics.read_database(app.extensions["scheduler_store"])
     policy = HostPolicy.for_listener(listen_host, settings.allowed_hosts, settings.cors_origins)
     cross_origin.install(app, settings, policy, API_PREFIX)  # before authentication
 
@@ -59,5 +68,7 @@ def create_app(
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(stats_routes.bp)
+    app.register_blueprint(metrics_routes.bp)
     ui.install(app, policy)
     return app

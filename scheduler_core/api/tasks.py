@@ -63,6 +63,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         if new_tasks is None:  # the schema names what is wrong (or finds nothing wrong)
             new_tasks = [_new_task(i) for i in _load(_input_schema(schemes), body, many=True)]
         results = _store().enqueue(new_tasks)
+        _count_created(results)
         _log_batch(results)
         return jsonify({"tasks": [task_json(t) for t, _ in results]}), 201
     if not isinstance(body, dict):
@@ -76,6 +77,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         _load(_input_schema(schemes), body, many=False)
     )
     [(task, created)] = _store().enqueue([new_task])
+    _count_created([(task, created)])
     _log_enqueue(task, created)
     if not created:
         return jsonify(task_json(task)), 200
@@ -113,6 +115,11 @@ def _new_task(item: dict[str, Any]) -> NewTask:
         idempotency_key=item.get("idempotencyKey"),
         max_retries=item.get("maxRetries"),
     )
+
+
+def _count_created(results: list[tuple[Task, bool]]) -> None:
+    """scheduler_tasks_enqueued_total counts tasks created, not idempotent repeats."""
+    _plugins().metrics.tasks_enqueued(sum(created for _, created in results))
 
 
 def _log_enqueue(task: Task, created: bool) -> None:

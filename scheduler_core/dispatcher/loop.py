@@ -217,7 +217,10 @@ class Dispatcher:
     def _reap(self, config: RuntimeConfig) -> None:
         lost = self.store.claim_expired_leases(REAP_BATCH, REAP_LEASE_MS)
         if lost:
-            self.store.record_outcomes([decide_lost(attempt, config) for attempt in lost])
+            recorded = [decide_lost(attempt, config) for attempt in lost]
+            self.store.record_outcomes(recorded)
+            # These attempts never end inside scheduler_run_attempt: observers hear here.
+            self.plugins.attempts_lost(recorded)
 
     # -- one job: run on a delivery thread, reported here --------------------------
 

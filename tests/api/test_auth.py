@@ -120,15 +120,15 @@ def test_health_endpoints_stay_open(keyed_client):
     assert readyz.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC REST API: GET /metrics (Prometheus text format), "
-    "open when API keys are set; not implemented yet",
-)
 def test_metrics_stays_open(keyed_client):
     response = keyed_client.get("/metrics")
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
+
+
+def test_stats_needs_a_key(keyed_client):
+    assert_unauthorized(keyed_client.get("/api/v1/stats"))
+    assert keyed_client.get("/api/v1/stats", headers=bearer(KEYS[1])).status_code == 200
 
 
 def test_without_keys_the_api_is_open(client):

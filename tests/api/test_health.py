@@ -47,9 +47,6 @@ def test_healthz_does_not_need_the_database(unreachable_client):
     assert response.get_json() == {"status": "ok"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="SPEC REST API: GET /metrics in Prometheus text format; not implemented yet"
-)
 def test_metrics_is_prometheus_text(client):
     response = client.get("/metrics")
     assert response.status_code == 200

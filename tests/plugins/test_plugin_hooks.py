@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlsplit
 
 import scheduler_core
-from scheduler_core.models import ClaimedTask, DeliveryOutcome, RetryDecision
+from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome, RetryDecision
 from tests.conftest import set_config
 from tests.dispatch.helpers import attempts, enqueue, ms_between, task, timed_tick
 
@@ -221,3 +221,62 @@ def test_a_delivery_plugin_that_ignores_its_deadline_cannot_hold_the_dispatcher(
             assert task(client, web["id"])["status"] == "resolved"
     finally:
         release.set()
+
+
+# -- lost attempts ------------------------------------------------------------------
+
+
+class SeesLost:
+    def __init__(self) -> None:
+        self.seen: list[RecordedOutcome] = []
+
+    @scheduler_core.hookimpl
+    def scheduler_attempt_lost(self, recorded):
+        self.seen.append(recorded)
+
+
+def test_scheduler_attempt_lost_hears_each_attempt_the_reaper_records_once(
+    client, dispatcher, store, plugins, db
+):
+    observer = SeesLost()
+    plugins.register(observer)
+    set_config(store, max_retries=1)
+    first = enqueue(client, "http://127.0.0.1:9/a")
+    second = enqueue(client, "http://127.0.0.1:9/b", maxRetries=0)
+    for claimed in store.claim_due(10, 60_000):  # a dispatcher that dies holding them
+        db.expire_lease(claimed.id)
+
+    dispatcher.tick()
+    dispatcher.tick()
+
+    by_task = {r.task_id: r for r in observer.seen}
+    assert len(observer.seen) == 2 and set(by_task) == {first["id"], second["id"]}
+    for recorded in observer.seen:
+        assert (recorded.kind.value, recorded.lost, recorded.attempt) == ("lost", True, 1)
+        assert recorded.outcome.error.startswith("lease expired")
+        assert recorded.lateness_ms is None
+    # With budget left the task is due again at once; without, it is stale.
+    assert by_task[first["id"]].decision.retry_in_ms == 0
+    assert by_task[second["id"]].decision.is_stale
+    assert task(client, second["id"])["status"] == "stale"
+    assert [a["outcome"] for a in attempts(client, first["id"])][0] == "lost"
+
+
+def test_a_lost_attempt_observer_that_raises_does_not_stop_the_reaper(
+    client, dispatcher, store, plugins, db, caplog
+):
+    class Broken:
+        @scheduler_core.hookimpl
+        def scheduler_attempt_lost(self, recorded):
+            raise RuntimeError(f"observer bug quoting {recorded.task_id}")
+
+    plugins.register(Broken())
+    lost = enqueue(client, "http://127.0.0.1:9/a", maxRetries=0)
+    [claimed] = store.claim_due(10, 60_000)
+    db.expire_lease(claimed.id)
+
+    dispatcher.tick()
+
+    assert task(client, lost["id"])["status"] == "stale"  # recorded all the same
+    assert "a plugin failed observing a lost attempt: RuntimeError" in caplog.text
+    assert "observer bug quoting" not in caplog.text

@@ -180,7 +180,7 @@ def test_a_preflight_from_another_origin_is_refused(open_server: SchedulerProces
     assert_refused(response, "origin_not_allowed")
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 def test_probes_answer_whatever_the_host_and_origin(
     open_server: SchedulerProcess, path: str
 ) -> None:
