@@ -126,7 +126,8 @@ def _cross_site_refusal() -> str | None:
         return "it was sent from another origin"
     cookie = request.cookies.get(CSRF_COOKIE, "")
     presented = request.form.get(CSRF_FIELD, "")
-    if not cookie or not presented or not hmac.compare_digest(cookie, presented):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a forged field).
+    if not cookie or not presented or not hmac.compare_digest(cookie.encode(), presented.encode()):
         return "its form token is missing or out of date"
     return None
 

@@ -117,6 +117,19 @@ def test_a_wrong_key_shows_the_form_again_with_401_and_never_echoes_it(keyed_app
     assert board.get("/ui/").status_code == 303
 
 
+def test_a_key_with_punctuation_survives_the_cookie(settings: Settings, store: Store) -> None:
+    key = 'k;e"y\\ x=1'  # SCHEDULER_API_KEYS allows any printable ASCII
+    keyed = Settings(database_url=settings.database_url, load_entry_points=False, api_keys=(key,))
+    app = create_app(
+        keyed, store=store, plugins=PluginManager(keyed), test_config={"TESTING": True}
+    )
+    board = Dashboard(app.test_client())
+    board.get("/ui/login")
+
+    assert board.post("/ui/login", {"key": key}).status_code == 303
+    assert board.get("/ui/tasks").status_code == 200
+
+
 def test_the_key_never_appears_in_a_page(dashboard: Dashboard) -> None:
     task_id = pending_task(dashboard)
     for path in (*PAGES, f"/ui/tasks/{task_id}", "/ui/login"):
@@ -196,9 +209,11 @@ def test_a_post_without_the_form_token_is_refused_and_changes_nothing(dashboard:
 
     missing = dashboard.client.post(f"/ui/tasks/{task_id}/cancel")
     wrong = dashboard.client.post(f"/ui/tasks/{task_id}/cancel", data={"csrf": "x" * 43})
+    odd = dashboard.client.post(f"/ui/tasks/{task_id}/cancel", data={"csrf": "é\u2028"})
 
     assert missing.status_code == 403
     assert wrong.status_code == 403
+    assert odd.status_code == 403
     assert "Nothing was changed" in wrong.text
     assert status_of(dashboard, task_id) == "pending"
 

@@ -3,6 +3,7 @@ they show (escaped, secrets masked), retry and cancel, the config form, paging."
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any
@@ -209,9 +210,14 @@ def test_the_overview_counts_match_the_api(
     assert {s: int(shown[s].replace(",", "")) for s in STATUSES} == {
         s: expected.get(s, 0) for s in STATUSES
     }
-    assert 'data-stat="due-backlog">0<' in page.text
-    # The charts' figures: the last hour's attempts, two of them (one failed).
-    assert 'id="activity-data"' in page.text
+    stats = dashboard.api("GET", "/api/v1/stats").json
+    assert stats["counts"] == {s: expected.get(s, 0) for s in STATUSES}
+    assert f'data-stat="due-backlog">{stats["dueBacklog"]}<' in page.text
+    assert f'<td class="mono">{stats["queues"][0]["queue"]}</td>' in page.text
+    # The charts' figures: the last hour's attempts, the failed one and the resolved one.
+    figures = json.loads(page.text.split('id="activity-data">', 1)[1].split("</script>", 1)[0])
+    assert len(figures["time"]) == 60
+    assert (sum(figures["attempts"]), sum(figures["resolved"]), sum(figures["failed"])) == (2, 1, 1)
 
 
 @pytest.mark.parametrize(
