@@ -113,7 +113,11 @@ def scheduler_attempt_lost(recorded: RecordedOutcome) -> None:
 
 @hookspec(firstresult=True)
 def scheduler_authorize(request: Request, settings: Settings) -> bool | None:  # type: ignore[empty-body]  # noqa: E501
-    """Decide whether an ``/api/v1`` request may proceed.
+    """Decide whether an ``/api/v1`` request, or a dashboard (``/ui``) request, may proceed.
+
+    A dashboard request arrives with the key its sign-in cookie holds as
+    ``Authorization: Bearer <key>`` (no such header when it holds none), so one
+    implementation guards both.
 
     Return True to let it through, False to answer 401 and do nothing, or None to leave
     the decision to the next plugin. The first non-None result wins; when every plugin

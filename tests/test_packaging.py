@@ -102,6 +102,15 @@ def test_the_wheel_carries_migrations_sql_and_builtin_plugins(wheel_files: list[
     }
     # ... and everything the repo keeps in the folders that are mapped under scheduler_core.
     required |= {f"scheduler_core/plugins/{p.name}" for p in (REPO / "plugins").glob("*.py")}
+    # The dashboard's templates and assets, the vendored chart library included.
+    ui = REPO / "scheduler_core" / "ui"
+    required |= {
+        f"scheduler_core/ui/{p.relative_to(ui).as_posix()}"
+        for folder in ("templates", "static")
+        for p in (ui / folder).rglob("*")
+        if p.is_file()
+    }
+    assert "scheduler_core/ui/static/vendor/uPlot.iife.min.js" in required
     required |= {
         f"scheduler_core/migrations/{p.relative_to(REPO / 'migrations').as_posix()}"
         for p in (REPO / "migrations").rglob("*.sql")
@@ -274,6 +283,13 @@ def test_the_installed_command_serves_and_delivers_with_no_database_configured(
             message="for the task to be resolved",
         )
         assert (cwd / "scheduler.db").is_file()
+        # The dashboard, its templates and assets read from the installed package.
+        root = base.removesuffix("/api/v1")
+        overview = requests.get(f"{root}/ui/", timeout=15)
+        assert overview.status_code == 200, overview.text
+        assert "Overview" in overview.text and 'data-count="resolved">1<' in overview.text
+        for asset in ("ui.css", "ui.js", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
+            assert requests.get(f"{root}/ui/static/{asset}", timeout=15).status_code == 200
     finally:
         receiver.close()
         if server.poll() is None:

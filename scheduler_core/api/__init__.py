@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, request
 
+from scheduler_core import ui
 from scheduler_core.api import (
     config_routes,
     cross_origin,
@@ -69,4 +70,5 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(stats_routes.bp)
     app.register_blueprint(metrics_routes.bp)
+    ui.install(app, policy)
     return app

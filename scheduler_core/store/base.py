@@ -77,6 +77,10 @@ class Store(Protocol):
     def attempts(self, task_id: str) -> list[AttemptRecord] | None:
         """Every attempt of the task in order, or None when the task does not exist."""
 
+    def retrying_tasks(self, limit: int) -> list[Task]:
+        """Up to `limit` pending tasks whose last attempt failed (they wait for a retry),
+        the soonest retry first: what the dashboard lists as failing."""
+
     def cancel(self, task_id: str) -> Task:
         """pending/stale -> cancelled; cancelled unchanged; else TaskConflict."""
 

@@ -218,6 +218,12 @@ class SqlStore(StatsVerbs, ABC):
         rows = rows[:limit]
         return [self._task(r) for r in rows], (rows[-1]["seq"] if more and rows else None)
 
+    def retrying_tasks(self, limit: int) -> list[Task]:
+        with self._read() as cur:
+            cur.execute(self.q["retrying_tasks"], {"limit": limit})
+            rows = cur.fetchall()
+        return [self._task(r) for r in rows]
+
     def attempts(self, task_id: str) -> list[AttemptRecord] | None:
         if not is_task_id(task_id):
             return None

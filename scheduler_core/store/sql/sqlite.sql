@@ -53,6 +53,14 @@ SELECT attempt, started_at, finished_at, duration_ms, status_code, error, outcom
        lateness_ms
 FROM scheduler_attempts WHERE task_id = :id ORDER BY attempt
 
+-- name: retrying_tasks
+-- Pending tasks whose last attempt failed, next retry first: the dashboard's "failing"
+-- list. The claim's index (status = 'pending', by has_failed, next_attempt_at) serves it.
+SELECT {task_columns} FROM scheduler_tasks
+WHERE status = 'pending' AND has_failed = 1 AND last_error IS NOT NULL
+ORDER BY next_attempt_at, seq
+LIMIT :limit
+
 -- name: cancel_task
 UPDATE scheduler_tasks
 SET status = 'cancelled', updated_at = {now}
