@@ -80,8 +80,13 @@ def _open(database_url: str | None, create: bool) -> tuple[Settings, Store]:
     return settings, _open_migrated_store(settings, pool_size=2)
 
 
-def _counts_text(counts: Counter[TaskStatus] | dict[TaskStatus, int]) -> str:
-    return ", ".join(f"{counts.get(s, 0)} {s.value}" for s in _STATUS_ORDER)
+def _counts_text(
+    counts: Counter[TaskStatus] | dict[TaskStatus, int],
+    statuses: frozenset[TaskStatus] | None = None,
+) -> str:
+    """`3 pending, 0 running, ...`: every status, or those in `statuses`."""
+    shown = [s for s in _STATUS_ORDER if statuses is None or s in statuses]
+    return ", ".join(f"{counts.get(s, 0)} {s.value}" for s in shown)
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -134,8 +139,8 @@ def export_command(
     finally:
         store.close()
     click.echo(
-        f"exported {sum(exported.values())} tasks ({_counts_text(exported)}) and the runtime "
-        f"config to {shown_name}",
+        f"exported {sum(exported.values())} tasks ({_counts_text(exported, statuses)}) and "
+        f"the runtime config to {shown_name}",
         err=True,
     )
     click.echo(

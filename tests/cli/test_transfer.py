@@ -118,10 +118,8 @@ def _build_source(folder: Path, receiver: Receiver) -> Source:
 
 
 def _env(database_url: str, key: str | None) -> dict[str, str]:
-    env = {"SCHEDULER_DATABASE_URL": database_url}
-    if key is not None:
-        env["SCHEDULER_ENCRYPTION_KEY"] = key
-    return env
+    # "" is unset: whatever the test's own environment holds.
+    return {"SCHEDULER_DATABASE_URL": database_url, "SCHEDULER_ENCRYPTION_KEY": key or ""}
 
 
 def _no_secret_in(*texts: str) -> None:
@@ -148,8 +146,13 @@ def _rows(url: str) -> dict[str, dict[str, Any]]:
     return {str(r[0]): dict(zip(names, r[1:], strict=True)) for r in rows}
 
 
+@pytest.mark.parametrize("new_key", [generate_key(), None], ids=["new-key", "no-key"])
 def test_sqlite_to_postgresql_keeps_every_task_and_delivers_them_with_their_auth(
-    tmp_path: Path, postgres_target: str, receiver: Receiver, processes: Processes
+    tmp_path: Path,
+    postgres_target: str,
+    receiver: Receiver,
+    processes: Processes,
+    new_key: str | None,
 ) -> None:
     source = _build_source(tmp_path, receiver)
     export_file = tmp_path / "tasks.jsonl"
@@ -174,8 +177,7 @@ def test_sqlite_to_postgresql_keeps_every_task_and_delivers_them_with_their_auth
     }  # finished tasks stay behind unless --include-finished
     assert {t["webhookAuth"] for t in exported} == {*SECRETS, None}  # in clear in the file
 
-    # The new database, with a key of its own.
-    new_key = generate_key()
+    # The new database, with a key of its own, or none.
     imported = run_cli(
         None, "import", str(export_file), "--config", env=_env(postgres_target, new_key)
     )
@@ -194,11 +196,16 @@ def test_sqlite_to_postgresql_keeps_every_task_and_delivers_them_with_their_auth
     running = new[source.ids["running"]]
     assert (running["status"], running["attempts"]) == ("pending", 1)  # lease left behind
     assert running["last_error"] == MOVED_WHILE_RUNNING
-    # Sealed with the new key: neither the plaintext nor the old token is stored.
+    # Sealed with the new key (neither the plaintext nor the old token is stored), or,
+    # with no key on the new side, stored as given.
     for task_id, row in new.items():
-        if row["auth"] is not None:
+        if row["auth"] is None:
+            continue
+        assert row["auth"] != old[task_id]["auth"]
+        if new_key is None:
+            assert row["auth"] in SECRETS
+        else:
             assert row["auth"].startswith("fernet:")
-            assert row["auth"] != old[task_id]["auth"]
     # Payloads byte for byte.
     old_payloads, new_payloads = _payload_texts(source.url), _payload_texts(postgres_target)
     for task_id in new:
@@ -217,7 +224,7 @@ def test_sqlite_to_postgresql_keeps_every_task_and_delivers_them_with_their_auth
     assert (config_retries, config_backoff) == (9, 2500)
 
     # The idempotency key still holds on the new database.
-    store = open_store(postgres_target, pool_size=1, encryption_keys=(new_key,))
+    store = open_store(postgres_target, pool_size=1, encryption_keys=(new_key,) if new_key else ())
     try:
         [(task, created)] = store.enqueue(
             [NewTask(webhook_url=receiver.url("/other"), idempotency_key="invoice-42")]
@@ -228,7 +235,7 @@ def test_sqlite_to_postgresql_keeps_every_task_and_delivers_them_with_their_auth
         store.close()
 
     # A worker on PostgreSQL holding only the new key delivers with the original auth.
-    processes.worker(postgres_target, env={"SCHEDULER_ENCRYPTION_KEY": new_key})
+    processes.worker(postgres_target, env={"SCHEDULER_ENCRYPTION_KEY": new_key or ""})
     calls = receiver.wait_for(2, "/hook", timeout=30)
     by_task = {c.header("X-Scheduler-Task-Id"): c for c in calls}
     assert by_task[source.ids["running"]].header("Authorization") == SECRETS[2]
