@@ -45,7 +45,8 @@ ENV PATH=/opt/scheduler/bin:$PATH \
     SCHEDULER_HOST=0.0.0.0 \
     SCHEDULER_PORT=8080
 
-USER scheduler:scheduler
+# Numeric, so an orchestrator can tell it is not root (Kubernetes' runAsNonRoot).
+USER 10001:10001
 WORKDIR /data
 VOLUME /data
 EXPOSE 8080
