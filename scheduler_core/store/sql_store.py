@@ -32,6 +32,7 @@ from scheduler_core.models import (
     TaskStatus,
 )
 from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
+from scheduler_core.store import sql_transfer
 from scheduler_core.store.base import StoreError, TaskConflict, TaskNotFound
 from scheduler_core.store.changes import (
     WAKE_WINDOW_S,
@@ -41,13 +42,7 @@ from scheduler_core.store.changes import (
     Watch,
 )
 from scheduler_core.store.group_commit import GroupCommit
-from scheduler_core.transfer import (
-    MOVED_WHILE_RUNNING,
-    ExportCounts,
-    ExportedAttempt,
-    ExportedTask,
-    ImportResult,
-)
+from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +399,7 @@ class SqlStore(ABC):
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    # -- moving between databases (scheduler export / import) ---------------------------
+    # -- moving between databases (scheduler export / import): sql_transfer.py -----------
 
     def _snapshot(self) -> AbstractContextManager[Cursor]:
         """A read transaction whose statements all see one snapshot of the database."""
@@ -417,147 +412,15 @@ class SqlStore(ABC):
         return list(ids)
 
     def export_counts(self) -> ExportCounts:
-        with self._read() as cur:
-            cur.execute(self.q["export_counts"])
-            rows = cur.fetchall()
-        by_status = {status: 0 for status in TaskStatus}
-        expired = 0
-        for row in rows:
-            by_status[TaskStatus(row["status"])] = int(row["tasks"])
-            expired += int(row["expired"] or 0)
-        return ExportCounts(by_status=by_status, expired_leases=expired)
+        return sql_transfer.export_counts(self)
 
     def export_tasks(
         self, statuses: frozenset[TaskStatus], batch_size: int = 500
     ) -> Iterator[ExportedTask]:
-        wanted = self._statuses_param(sorted(s.value for s in statuses))
-        with self._snapshot() as cur:
-            after = 0
-            while True:
-                cur.execute(
-                    self.q["export_tasks"],
-                    {"statuses": wanted, "after": after, "limit": batch_size},
-                )
-                rows = cur.fetchall()
-                if not rows:
-                    return
-                after = rows[-1]["seq"]
-                ids = [r["id"] for r in rows]
-                cur.execute(self.q["export_attempts"], {"ids": self._ids_param(ids)})
-                history: dict[str, list[ExportedAttempt]] = {}
-                for a in cur.fetchall():
-                    history.setdefault(a["task_id"], []).append(self._exported_attempt(a))
-                for row in rows:
-                    yield self._exported_task(row, history.get(row["id"], []))
-
-    def _exported_task(self, row: Row, history: list[ExportedAttempt]) -> ExportedTask:
-        return ExportedTask(
-            id=row["id"],
-            webhook_url=row["webhook_url"],
-            webhook_auth=row["webhook_auth"],
-            payload_json=row["payload_json"],
-            execute_at=self._time(row["execute_at"]),
-            next_attempt_at=self._time(row["next_attempt_at"]),
-            status=TaskStatus(row["status"]),
-            attempts=row["attempts"],
-            budget_start=row["budget_start"],
-            max_retries=row["max_retries"],
-            has_failed=bool(row["has_failed"]),
-            idempotency_key=row["idempotency_key"],
-            last_error=row["last_error"],
-            last_status_code=row["last_status_code"],
-            created_at=self._time(row["created_at"]),
-            updated_at=self._time(row["updated_at"]),
-            resolved_at=self._time(row["resolved_at"]) if row["resolved_at"] else None,
-            history=tuple(history),
-        )
-
-    def _exported_attempt(self, row: Row) -> ExportedAttempt:
-        return ExportedAttempt(
-            attempt=row["attempt"],
-            started_at=self._time(row["started_at"]),
-            finished_at=self._time(row["finished_at"]) if row["finished_at"] else None,
-            duration_ms=row["duration_ms"],
-            status_code=row["status_code"],
-            error=row["error"],
-            outcome=row["outcome"],
-            lateness_ms=row["lateness_ms"],
-        )
+        return sql_transfer.export_tasks(self, statuses, batch_size)
 
     def import_tasks(self, tasks: Sequence[ExportedTask]) -> ImportResult:
-        if not tasks:
-            return ImportResult()
-        ids = [stored_task_id(task.id) for task in tasks]
-        rows = [self._import_row(task_id, task) for task_id, task in zip(ids, tasks, strict=True)]
-        with self._tx() as cur:
-            cur.execute(self.q["import_tasks"], {"tasks": json.dumps(rows)})
-            created = {row["id"] for row in cur.fetchall()}
-            attempts = [
-                self._import_attempt_row(task_id, attempt)
-                for task_id, task in zip(ids, tasks, strict=True)
-                if task_id in created
-                for attempt in task.history
-            ]
-            if attempts:
-                cur.execute(self.q["import_attempts"], {"attempts": json.dumps(attempts)})
-            skipped = [task_id for task_id in ids if task_id not in created]
-            present: set[str] = set()
-            if skipped:
-                cur.execute(self.q["existing_task_ids"], {"ids": self._ids_param(skipped)})
-                present = {row["id"] for row in cur.fetchall()}
-            if created and "wake_dispatchers" in self.q:  # PostgreSQL: other processes too
-                cur.execute(self.q["wake_dispatchers"])
-        if created:
-            self.changes.publish("due")
-        return ImportResult(
-            created=[task_id for task_id in ids if task_id in created],
-            present=[task_id for task_id in skipped if task_id in present],
-            key_taken=[task_id for task_id in skipped if task_id not in present],
-        )
-
-    def _import_row(self, task_id: str, task: ExportedTask) -> dict[str, Any]:
-        """A task as import_tasks reads it: its webhookAuth sealed with this database's key,
-        and a running one pending (its lease belonged to the other database)."""
-        auth = task.webhook_auth
-        if auth is not None and self.cipher is not None:
-            auth = self.cipher.seal(auth)
-        running = task.status is TaskStatus.RUNNING
-        resolved_at = task.resolved_at
-        return {
-            "id": task_id,
-            "webhook_url": task.webhook_url,
-            "webhook_auth": auth,
-            "payload": task.payload_json,
-            "execute_at": self._time_param(task.execute_at),
-            "next_attempt_at": self._time_param(task.next_attempt_at),
-            "status": TaskStatus.PENDING.value if running else task.status.value,
-            "attempts": task.attempts,
-            "budget_start": min(task.budget_start, task.attempts),
-            "max_retries": task.max_retries,
-            "has_failed": task.has_failed or running,
-            "idempotency_key": task.idempotency_key,
-            "last_error": MOVED_WHILE_RUNNING if running else task.last_error,
-            "last_status_code": None if running else task.last_status_code,
-            "created_at": self._time_param(task.created_at),
-            "updated_at": self._time_param(task.updated_at),
-            "resolved_at": self._time_param(resolved_at) if resolved_at else None,
-        }
-
-    def _import_attempt_row(self, task_id: str, attempt: ExportedAttempt) -> dict[str, Any]:
-        # An attempt in flight at export is finished at import, by the database clock, lost.
-        finished = attempt.finished_at
-        in_flight = finished is None
-        return {
-            "task_id": task_id,
-            "attempt": attempt.attempt,
-            "started_at": self._time_param(attempt.started_at),
-            "finished_at": None if finished is None else self._time_param(finished),
-            "duration_ms": attempt.duration_ms,
-            "status_code": attempt.status_code,
-            "error": MOVED_WHILE_RUNNING if in_flight else attempt.error,
-            "outcome": "lost" if in_flight else attempt.outcome,
-            "lateness_ms": attempt.lateness_ms,
-        }
+        return sql_transfer.import_tasks(self, tasks)
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         with self._tx() as cur:
