@@ -475,6 +475,13 @@ def _plugin_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+# Commands kept in modules of their own, attached here.
+from scheduler_core.cli_transfer import export_command, import_command  # noqa: E402
+
+cli.add_command(export_command)
+cli.add_command(import_command)
+
+
 def main() -> None:
     cli(prog_name="scheduler")
 

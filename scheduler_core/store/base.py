@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from scheduler_core.models import (
@@ -25,6 +25,7 @@ from scheduler_core.models import (
 )
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.store.changes import Listener, Watch
+from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
 
 class StoreError(Exception):
@@ -143,6 +144,28 @@ class Store(Protocol):
     def replace_webhook_auth(self, changes: Sequence[tuple[str, str, str]]) -> list[str]:
         """For each (task id, old, new), in one transaction: store `new` where the task
         still holds `old`; return the ids replaced."""
+
+    # -- moving between databases (scheduler export / import) ----------------------------
+
+    def export_counts(self) -> ExportCounts:
+        """Tasks by status (every status present, 0 when none), and how many running tasks
+        hold a lease that has expired by the database clock."""
+
+    def export_tasks(
+        self, statuses: frozenset[TaskStatus], batch_size: int = 500
+    ) -> Iterator[ExportedTask]:
+        """Every task whose status is in `statuses`, in creation order, with its attempt
+        history, its webhookAuth as stored (sealed when encrypted: the caller opens it) and
+        its payload's stored JSON text. Read `batch_size` tasks a page, inside one read
+        transaction that sees one snapshot: a task changed meanwhile is read as it was,
+        once. The iterator holds a connection until it is exhausted or closed."""
+
+    def import_tasks(self, tasks: Sequence[ExportedTask]) -> ImportResult:
+        """Create `tasks` as given, in one transaction, ids, times, attempts and history
+        kept; webhookAuth (in clear) sealed with this store's key. A task whose id exists
+        already, or whose idempotency key another task holds, is skipped and reported. A
+        `running` task comes in `pending`, due at its nextAttemptAt, its attempt in flight
+        recorded lost: its lease belonged to the other database."""
 
 
 MAX_POSITION = 2**63 - 1

@@ -112,6 +112,13 @@ class PostgresStore(SqlStore):
                     conn.rollback()
                 raise
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[Cursor]:
+        # Read committed would let each page of an export see a newer database.
+        with self._tx() as cur:
+            cur.execute(self.q["begin_snapshot"])
+            yield cur
+
     def _time(self, value: Any) -> datetime:
         return value  # type: ignore[no-any-return]  # timestamptz arrives as aware datetime
 

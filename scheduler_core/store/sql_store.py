@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from scheduler_core.models import (
     TaskStatus,
 )
 from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
+from scheduler_core.store import sql_transfer
 from scheduler_core.store.base import StoreError, TaskConflict, TaskNotFound
 from scheduler_core.store.changes import (
     WAKE_WINDOW_S,
@@ -42,6 +43,7 @@ from scheduler_core.store.changes import (
 )
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.stats import StatsVerbs
+from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +405,29 @@ class SqlStore(StatsVerbs, ABC):
                     raise StoreError(f"re-encrypting a batch failed: {first}") from exc
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    # -- moving between databases (scheduler export / import): sql_transfer.py -----------
+
+    def _snapshot(self) -> AbstractContextManager[Cursor]:
+        """A read transaction whose statements all see one snapshot of the database."""
+        return self._read()
+
+    def _statuses_param(self, statuses: Sequence[str]) -> Any:
+        return list(statuses)
+
+    def _ids_param(self, ids: Sequence[str]) -> Any:
+        return list(ids)
+
+    def export_counts(self) -> ExportCounts:
+        return sql_transfer.export_counts(self)
+
+    def export_tasks(
+        self, statuses: frozenset[TaskStatus], batch_size: int = 500
+    ) -> Iterator[ExportedTask]:
+        return sql_transfer.export_tasks(self, statuses, batch_size)
+
+    def import_tasks(self, tasks: Sequence[ExportedTask]) -> ImportResult:
+        return sql_transfer.import_tasks(self, tasks)
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         with self._tx() as cur:

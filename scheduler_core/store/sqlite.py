@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -228,6 +228,12 @@ class SqliteStore(SqlStore):
 
     def _placeholder(self, name: str) -> str:
         return f":{name}"
+
+    def _statuses_param(self, statuses: Sequence[str]) -> str:
+        return json.dumps(list(statuses))
+
+    def _ids_param(self, ids: Sequence[str]) -> str:
+        return json.dumps(list(ids))
 
     def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
         if rows:

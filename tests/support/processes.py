@@ -80,7 +80,11 @@ def start_server(
 
 
 def run_cli(
-    database_url: str | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    database_url: str | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "SCHEDULER_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
     if database_url is not None:
@@ -91,4 +95,5 @@ def run_cli(
         text=True,
         env=full_env,
         timeout=timeout,
+        input=input,
     )

@@ -290,3 +290,76 @@ FROM scheduler_attempts
 WHERE started_at >= to_timestamp(%(since)s)
 GROUP BY 1
 ORDER BY 1
+
+-- name: export_counts
+-- scheduler export's drain check: tasks by status, and running ones whose lease expired.
+SELECT status, count(*) AS tasks,
+       count(*) FILTER (WHERE status = 'running' AND lease_expires_at <= now()) AS expired
+FROM scheduler_tasks GROUP BY status
+
+-- name: begin_snapshot
+-- One snapshot for a whole export read page by page: a task that changes meanwhile is
+-- read as it was, once.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
+
+-- name: export_tasks
+-- The next page of tasks in the given statuses, in creation order, with what the API never
+-- shows: the stored webhookAuth, the payload's stored text, the retry budget's start.
+SELECT id::text AS id, seq, webhook_url, webhook_auth,
+       coalesce(payload::text, 'null') AS payload_json, execute_at, next_attempt_at, status,
+       attempts, budget_start, max_retries, has_failed, idempotency_key, last_error,
+       last_status_code, created_at, updated_at, resolved_at
+FROM scheduler_tasks
+WHERE status = ANY(%(statuses)s::text[]) AND seq > %(after)s
+ORDER BY seq
+LIMIT %(limit)s
+
+-- name: export_attempts
+SELECT task_id::text AS task_id, attempt, started_at, finished_at, duration_ms, status_code,
+       error, outcome, lateness_ms
+FROM scheduler_attempts
+WHERE task_id = ANY(%(ids)s::uuid[])
+ORDER BY task_id, attempt
+
+-- name: import_tasks
+-- Tasks of an export, ids kept, in the order given (so seq keeps their creation order). A
+-- task whose id is here already, or whose idempotency key another task holds, is skipped.
+INSERT INTO scheduler_tasks
+    (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at, status, attempts,
+     budget_start, max_retries, has_failed, idempotency_key, last_error, last_status_code,
+     created_at, updated_at, resolved_at)
+SELECT t.id, t.webhook_url, t.webhook_auth, t.payload::json, t.execute_at, t.next_attempt_at,
+       t.status, t.attempts, t.budget_start, t.max_retries, t.has_failed, t.idempotency_key,
+       t.last_error, t.last_status_code, t.created_at, t.updated_at, t.resolved_at
+FROM ROWS FROM (
+    json_to_recordset(%(tasks)s::json) AS (
+        id uuid, webhook_url text, webhook_auth text, payload text, execute_at timestamptz,
+        next_attempt_at timestamptz, status text, attempts integer, budget_start integer,
+        max_retries integer, has_failed boolean, idempotency_key text, last_error text,
+        last_status_code integer, created_at timestamptz, updated_at timestamptz,
+        resolved_at timestamptz)
+) WITH ORDINALITY AS t(id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
+                       status, attempts, budget_start, max_retries, has_failed,
+                       idempotency_key, last_error, last_status_code, created_at,
+                       updated_at, resolved_at, n)
+ORDER BY t.n
+ON CONFLICT DO NOTHING
+RETURNING id::text AS id
+
+-- name: import_attempts
+-- The attempt history of imported tasks; one in flight at export is finished now, lost.
+INSERT INTO scheduler_attempts
+    (task_id, attempt, started_at, finished_at, duration_ms, status_code, error, outcome,
+     lateness_ms)
+SELECT a.task_id, a.attempt, a.started_at, coalesce(a.finished_at, now()), a.duration_ms,
+       a.status_code, a.error, a.outcome, a.lateness_ms
+FROM json_to_recordset(%(attempts)s::json) AS a(
+    task_id uuid, attempt integer, started_at timestamptz, finished_at timestamptz,
+    duration_ms integer, status_code integer, error text, outcome text, lateness_ms bigint)
+ON CONFLICT DO NOTHING
+
+-- name: existing_task_ids
+SELECT id::text AS id FROM scheduler_tasks WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: wake_dispatchers
+SELECT pg_notify('scheduler_core', 'due')

@@ -288,3 +288,66 @@ SELECT s.bucket, count(*) AS attempts,
 FROM started s LEFT JOIN percentiles p ON p.bucket = s.bucket
 GROUP BY s.bucket
 ORDER BY s.bucket
+
+-- name: export_counts
+-- scheduler export's drain check: tasks by status, and running ones whose lease expired.
+SELECT status, count(*) AS tasks,
+       sum(CASE WHEN status = 'running' AND lease_expires_at <= {clock} THEN 1 ELSE 0 END)
+           AS expired
+FROM scheduler_tasks GROUP BY status
+
+-- name: export_tasks
+-- The next page of tasks in the given statuses, in creation order, with what the API never
+-- shows: the stored webhookAuth, the payload's stored text, the retry budget's start. (A
+-- read transaction of SQLite is one snapshot already: the pages of an export agree.)
+SELECT id, seq, webhook_url, webhook_auth, payload AS payload_json, execute_at,
+       next_attempt_at, status, attempts, budget_start, max_retries, has_failed,
+       idempotency_key, last_error, last_status_code, created_at, updated_at, resolved_at
+FROM scheduler_tasks
+WHERE status IN (SELECT value FROM json_each(:statuses)) AND seq > :after
+ORDER BY seq
+LIMIT :limit
+
+-- name: export_attempts
+SELECT task_id, attempt, started_at, finished_at, duration_ms, status_code, error, outcome,
+       lateness_ms
+FROM scheduler_attempts
+WHERE task_id IN (SELECT value FROM json_each(:ids))
+ORDER BY task_id, attempt
+
+-- name: import_tasks
+-- Tasks of an export, ids kept, in the order given (so seq keeps their creation order). A
+-- task whose id is here already, or whose idempotency key another task holds, is skipped.
+INSERT INTO scheduler_tasks
+    (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at, status, attempts,
+     budget_start, max_retries, has_failed, idempotency_key, last_error, last_status_code,
+     created_at, updated_at, resolved_at)
+SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
+       json_extract(value, '$.webhook_auth'), json_extract(value, '$.payload'),
+       json_extract(value, '$.execute_at'), json_extract(value, '$.next_attempt_at'),
+       json_extract(value, '$.status'), json_extract(value, '$.attempts'),
+       json_extract(value, '$.budget_start'), json_extract(value, '$.max_retries'),
+       json_extract(value, '$.has_failed'), json_extract(value, '$.idempotency_key'),
+       json_extract(value, '$.last_error'), json_extract(value, '$.last_status_code'),
+       json_extract(value, '$.created_at'), json_extract(value, '$.updated_at'),
+       json_extract(value, '$.resolved_at')
+FROM json_each(:tasks) WHERE true ORDER BY key
+ON CONFLICT DO NOTHING
+RETURNING id
+
+-- name: import_attempts
+-- The attempt history of imported tasks; one in flight at export is finished now, lost.
+INSERT INTO scheduler_attempts
+    (task_id, attempt, started_at, finished_at, duration_ms, status_code, error, outcome,
+     lateness_ms)
+SELECT json_extract(value, '$.task_id'), json_extract(value, '$.attempt'),
+       json_extract(value, '$.started_at'),
+       coalesce(json_extract(value, '$.finished_at'), {now}),
+       json_extract(value, '$.duration_ms'), json_extract(value, '$.status_code'),
+       json_extract(value, '$.error'), json_extract(value, '$.outcome'),
+       json_extract(value, '$.lateness_ms')
+FROM json_each(:attempts) WHERE true
+ON CONFLICT DO NOTHING
+
+-- name: existing_task_ids
+SELECT id FROM scheduler_tasks WHERE id IN (SELECT value FROM json_each(:ids))
