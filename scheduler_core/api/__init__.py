@@ -6,7 +6,14 @@ from typing import Any
 
 from flask import Flask, request
 
-from scheduler_core.api import config_routes, cross_origin, health, plugin_routes, tasks
+from scheduler_core.api import (
+    config_routes,
+    cross_origin,
+    health,
+    plugin_routes,
+    reference,
+    tasks,
+)
 from scheduler_core.api.errors import ApiError, register_error_handlers
 from scheduler_core.http_guard import HostPolicy
 from scheduler_core.plugin_manager import PluginManager
@@ -58,4 +65,5 @@ def create_app(
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(reference.bp)
     return app
