@@ -108,10 +108,16 @@ class PluginListSchema(ResponseSchema):
 class HealthSchema(ResponseSchema):
     """The process is up."""
 
-    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+    status = fields.String(
+        required=True, validate=validate.OneOf(["ok"]), metadata={"description": "Always ok."}
+    )
 
 
 class ReadySchema(ResponseSchema):
     """The database is reachable."""
 
-    status = fields.String(required=True, validate=validate.OneOf(["ready"]))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["ready"]),
+        metadata={"description": "Always ready (else the answer is 503)."},
+    )

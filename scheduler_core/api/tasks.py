@@ -75,6 +75,19 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
             Location:
               description: The new task's URL (for one object).
               schema: {type: string}
+          links:
+            GetTask:
+              operationId: tasks_get_task
+              parameters: {task_id: $response.body#/id}
+            GetAttempts:
+              operationId: tasks_get_attempts
+              parameters: {task_id: $response.body#/id}
+            CancelTask:
+              operationId: tasks_cancel_task
+              parameters: {task_id: $response.body#/id}
+            RetryTask:
+              operationId: tasks_retry_task
+              parameters: {task_id: $response.body#/id}
           content:
             application/json:
               schema:
@@ -195,7 +208,8 @@ def list_tasks() -> Response:
       parameters:
         - in: query
           name: status
-          description: Only tasks in this status.
+          description: Only tasks in this status (empty or absent - every status).
+          allowEmptyValue: true
           schema: {type: string, enum: [pending, running, resolved, stale, cancelled]}
         - in: query
           name: limit
