@@ -146,9 +146,7 @@ class _ConfigChanges(Schema):
             raise ValidationError(f"Must be at least {floor} ({merged.retry_backoff_ms}).", key)
 
 
-def _schema_class(
-    name: str, base: type[Schema], doc: str, *, camel: bool, load: bool
-) -> type[Any]:
+def _schema_class(name: str, base: type[Schema], doc: str, *, camel: bool, load: bool) -> type[Any]:
     keys = {column: to_camel(column) if camel else column for column in BOUNDS}
     attributes: dict[str, Any] = {
         column: _setting(column, key, load=load) for column, key in keys.items()
@@ -176,8 +174,7 @@ _ConfigColumnsSchema: type[_ConfigChanges] = _schema_class(
 ConfigSchema: type[Schema] = _schema_class(
     "ConfigSchema",
     ResponseSchema,
-    "The runtime configuration of the default queue, read by every dispatcher at every "
-    "tick.",
+    "The runtime configuration of the default queue, read by every dispatcher at every tick.",
     camel=True,
     load=False,
 )

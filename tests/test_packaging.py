@@ -279,9 +279,10 @@ def test_the_installed_command_serves_and_delivers_with_no_database_configured(
         root = base.removesuffix("/api/v1")
         docs = requests.get(f"{root}/docs", timeout=15)
         assert docs.status_code == 200, docs.text[:2000]
-        assert "POST</span><span class=\"path\">/api/v1/tasks" in docs.text
-        assert requests.get(f"{base}/openapi.json", timeout=15).json()["info"]["version"] == (
-            tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+        assert 'POST</span><span class="path">/api/v1/tasks' in docs.text
+        assert (
+            requests.get(f"{base}/openapi.json", timeout=15).json()["info"]["version"]
+            == (tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
         )
     finally:
         receiver.close()

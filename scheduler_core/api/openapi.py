@@ -90,8 +90,7 @@ SHARED_RESPONSES: dict[str, dict[str, Any]] = {
     },
     "NotFound": {"description": "No such task (not_found).", "content": _ERROR},
     "Conflict": {
-        "description": "The task's state forbids this (conflict); details.status is its "
-        "status.",
+        "description": "The task's state forbids this (conflict); details.status is its status.",
         "content": _ERROR,
     },
     "PayloadTooLarge": {

@@ -10,7 +10,7 @@ import re
 import threading
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, render_template
 from markupsafe import Markup, escape
 
 from scheduler_core.api.openapi import HTTP_METHODS, TAGS, document, document_json
@@ -36,7 +36,7 @@ def openapi_json() -> Response:
           description: The OpenAPI 3.0 document.
           content: {application/json: {schema: {type: object}}}
     """
-    return Response(document_json(current_app._get_current_object()), mimetype="application/json")  # type: ignore[attr-defined]
+    return Response(document_json(current_app), mimetype="application/json")
 
 
 @bp.get("/docs")
@@ -54,14 +54,14 @@ def docs_page() -> Response:
           description: An HTML page.
           content: {text/html: {schema: {type: string}}}
     """
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    page: str | None = app.extensions.get(_PAGE_KEY)
+    page: str | None = current_app.extensions.get(_PAGE_KEY)
     if page is None:
         with _page_lock:
-            page = app.extensions.get(_PAGE_KEY)
+            page = current_app.extensions.get(_PAGE_KEY)
             if page is None:
-                page = render_template("api_reference/index.html", **page_model(document(app)))
-                app.extensions[_PAGE_KEY] = page
+                model = page_model(document(current_app))
+                page = render_template("api_reference/index.html", **model)
+                current_app.extensions[_PAGE_KEY] = page
     return Response(page, mimetype="text/html")
 
 

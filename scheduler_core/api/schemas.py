@@ -94,8 +94,9 @@ class TaskInputSchema(Schema):
     )
     payload = fields.Raw(
         allow_none=True,
-        metadata={"description": "Any JSON value, delivered in the callback body (null when "
-        "omitted)."},
+        metadata={
+            "description": "Any JSON value, delivered in the callback body (null when omitted)."
+        },
     )
     idempotencyKey = fields.String(
         allow_none=True,
@@ -291,9 +292,7 @@ class TaskOutputSchema(ResponseSchema):
         metadata=_out("The HTTP status of the last failed attempt, or null."),
     )
     createdAt = Timestamp(attribute="created_at", required=True, metadata=_out("Enqueued at."))
-    updatedAt = Timestamp(
-        attribute="updated_at", required=True, metadata=_out("Last changed at.")
-    )
+    updatedAt = Timestamp(attribute="updated_at", required=True, metadata=_out("Last changed at."))
     resolvedAt = Timestamp(
         attribute="resolved_at",
         allow_none=True,

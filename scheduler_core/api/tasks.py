@@ -332,7 +332,9 @@ def cancel_task(task_id: str) -> Response:
       parameters:
         - {in: path, name: task_id, required: true, schema: {type: string}}
       responses:
-        200: {description: The cancelled task., content: {application/json: {schema: TaskOutput}}}
+        200:
+          description: The task, cancelled.
+          content: {application/json: {schema: TaskOutput}}
         404: {$ref: "#/components/responses/NotFound"}
         409: {$ref: "#/components/responses/Conflict"}
     """
@@ -351,7 +353,9 @@ def retry_task(task_id: str) -> Response:
       parameters:
         - {in: path, name: task_id, required: true, schema: {type: string}}
       responses:
-        200: {description: The task (pending again)., content: {application/json: {schema: TaskOutput}}}
+        200:
+          description: The task, pending again.
+          content: {application/json: {schema: TaskOutput}}
         404: {$ref: "#/components/responses/NotFound"}
         409: {$ref: "#/components/responses/Conflict"}
     """

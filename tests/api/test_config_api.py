@@ -202,7 +202,6 @@ def test_select_size_limits_one_tick(client, dispatcher, receiver):
     assert len(receiver.calls()) == 4
 
 
-
 # -- one rule set: the API's ConfigPatchSchema and `scheduler config set` -----------------
 
 SAMPLES = [0, 1, 9, 10, 99, 100, 1000, 1001, 3_600_000, 3_600_001, 86_400_001, 604_800_001]

@@ -67,7 +67,10 @@ def page(client) -> Page:
 
 def test_docs_lists_every_operation_of_the_document(doc, page):
     documented = {
-        (method, path) for path, item in doc["paths"].items() for method in item if method in METHODS
+        (method, path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in METHODS
     }
 
     assert page.operations == documented
