@@ -6,6 +6,7 @@ rendered from it on the server: no script, no CDN, nothing but the package's tem
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -208,9 +209,11 @@ class _Reader:
                 text += Markup(" (") + escape(schema["format"]) + Markup(")")
         else:
             text = Markup("any JSON value")
-        if "enum" in schema:
+        shown = [v for v in schema.get("enum", []) if v is not None]  # null: "or null" below
+        if shown:
             text += Markup(": ") + Markup(" | ").join(
-                Markup("<code>{}</code>").format(v) for v in schema["enum"]
+                Markup("<code>{}</code>").format(v if isinstance(v, str) else json.dumps(v))
+                for v in shown
             )
         limits = [
             f"{label} {schema[key]}"
@@ -224,6 +227,8 @@ class _Reader:
             )
             if key in schema
         ]
+        if "default" in schema:
+            limits.append(f"default {json.dumps(schema['default'])}")
         if limits:
             text += Markup(", ") + escape(", ".join(limits))
         if schema.get("nullable"):
