@@ -99,6 +99,7 @@ def test_the_wheel_carries_migrations_sql_and_builtin_plugins(wheel_files: list[
         "scheduler_core/migrations/sqlite/0001_initial.sql",
         "scheduler_core/store/sql/postgresql.sql",
         "scheduler_core/store/sql/sqlite.sql",
+        "scheduler_core/api/templates/api_reference/index.html",  # the /docs page
     }
     # ... and everything the repo keeps in the folders that are mapped under scheduler_core.
     required |= {f"scheduler_core/plugins/{p.name}" for p in (REPO / "plugins").glob("*.py")}
@@ -290,6 +291,14 @@ def test_the_installed_command_serves_and_delivers_with_no_database_configured(
         assert "Overview" in overview.text and 'data-count="resolved">1<' in overview.text
         for asset in ("ui.css", "ui.js", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
             assert requests.get(f"{root}/ui/static/{asset}", timeout=15).status_code == 200
+        # The reference page renders from the installed template and the document.
+        docs = requests.get(f"{root}/docs", timeout=15)
+        assert docs.status_code == 200, docs.text[:2000]
+        assert 'POST</span><span class="path">/api/v1/tasks' in docs.text
+        assert (
+            requests.get(f"{base}/openapi.json", timeout=15).json()["info"]["version"]
+            == (tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+        )
     finally:
         receiver.close()
         if server.poll() is None:

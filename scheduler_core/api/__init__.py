@@ -13,6 +13,7 @@ from scheduler_core.api import (
     health,
     metrics_routes,
     plugin_routes,
+    reference,
     stats_routes,
     tasks,
 )
@@ -68,7 +69,8 @@ def create_app(
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(stats_routes.bp)
-    app.register_blueprint(metrics_routes.bp)
-    ui.install(app, policy)
+    metrics_routes,
+    plugin_routes,
+    reference,
+    stats_routes,
     return app

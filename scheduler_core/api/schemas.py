@@ -12,6 +12,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from scheduler_core.marshmallow_base import ResponseSchema, StrictInteger
+from scheduler_core.models import AttemptOutcome, TaskStatus
 from scheduler_core.redaction import masked_url
 from scheduler_core.targets import (
     TargetError,
@@ -21,6 +23,8 @@ from scheduler_core.targets import (
     refusal_at_enqueue,
 )
 
+# The schemes the built-in delivery plugin handles; the API passes the loaded plugins' set.
+DEFAULT_SCHEMES = frozenset({"http", "https"})
 MAX_URL_LENGTH = 2048
 MAX_AUTH_LENGTH = 8192
 MAX_KEY_LENGTH = 255
@@ -35,18 +39,6 @@ _AUTHORITY = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@\[\]\u00a0-\U0010ffff]*")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 # Any character outside what a header value may hold: TAB, visible ASCII, ISO-8859-1 upper half.
 _HEADER_FORBIDDEN = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
-
-
-class StrictInteger(fields.Integer):
-    """An integer that refuses JSON true/false, which Python counts as ints."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(strict=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _no_nul(value: str) -> None:
@@ -71,21 +63,59 @@ def _header_value(value: str) -> None:
 
 
 class TaskInputSchema(Schema):
-    """One task of `POST /api/v1/tasks`. Unknown fields are refused (marshmallow's RAISE)."""
+    """One task to enqueue. Unknown fields are refused, so a typo like `webhookURL` is
+    caught."""
 
-    webhookUrl = fields.String(required=True)
+    webhookUrl = fields.String(
+        required=True,
+        metadata={
+            "description": "Absolute URL the callback is sent to; its scheme must be one a "
+            "loaded delivery plugin handles (http and https out of the box).",
+            "format": "uri",
+            "maxLength": MAX_URL_LENGTH,
+        },
+    )
     webhookAuth = fields.String(
         allow_none=True,
         validate=[validate.Length(max=MAX_AUTH_LENGTH), _no_nul, _header_value],
+        metadata={
+            "description": "Sent verbatim as the callback's Authorization header. "
+            "Write-only: never returned, never logged.",
+            "writeOnly": True,
+        },
     )
-    executeAt = fields.AwareDateTime(format="iso", allow_none=True)
-    payload = fields.Raw(allow_none=True)
+    executeAt = fields.AwareDateTime(
+        format="iso",
+        allow_none=True,
+        metadata={
+            "description": "When to call: RFC 3339 with a UTC offset or Z. Default now; a "
+            "past time is due at once."
+        },
+    )
+    payload = fields.Raw(
+        allow_none=True,
+        metadata={
+            "description": "Any JSON value, delivered in the callback body (null when omitted)."
+        },
+    )
     idempotencyKey = fields.String(
-        allow_none=True, validate=[validate.Length(min=1, max=MAX_KEY_LENGTH), _no_nul]
+        allow_none=True,
+        validate=[validate.Length(min=1, max=MAX_KEY_LENGTH), _no_nul],
+        metadata={
+            "description": "A second enqueue with the same key returns the first task (200) "
+            "and creates nothing, while that task exists."
+        },
     )
-    maxRetries = StrictInteger(allow_none=True, validate=validate.Range(min=0, max=1000))
+    maxRetries = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=0, max=1000),
+        metadata={
+            "description": "Retries after the first attempt, for this task; null: the "
+            "configuration's maxRetries, read at each failure."
+        },
+    )
 
-    def __init__(self, schemes: frozenset[str], **kwargs: Any):
+    def __init__(self, schemes: frozenset[str] = DEFAULT_SCHEMES, **kwargs: Any):
         super().__init__(**kwargs)
         self.schemes = schemes
 
@@ -183,49 +213,137 @@ def timestamp_text(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class Timestamp(fields.Field):
-    """UTC, ISO-8601, with a Z."""
+class Timestamp(fields.DateTime):
+    """UTC, ISO-8601, with a Z. (A DateTime, so the OpenAPI document says date-time.)"""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return timestamp_text(value)
 
 
-class TaskOutputSchema(Schema):
-    """A task as the API returns it. There is deliberately no webhookAuth field."""
+def _out(description: str, **extra: Any) -> dict[str, Any]:
+    """An output field's metadata: always present in the JSON (so `required` in the
+    OpenAPI document), described."""
+    return {"description": description, **extra}
 
-    class Meta:
+
+class TaskOutputSchema(ResponseSchema):
+    """A task as the API returns it. There is deliberately no webhookAuth field:
+    it is write-only."""
+
+    class Meta(ResponseSchema.Meta):
         ordered = True
 
-    id = fields.String()
+    id = fields.String(required=True, metadata=_out("Opaque task id."))
     # Credentials the URL may carry (userinfo, query values) are never shown.
-    webhookUrl = fields.Function(lambda task: masked_url(task.webhook_url))
-    executeAt = Timestamp(attribute="execute_at")
-    status = fields.Function(lambda task: task.status.value)
-    attempts = fields.Integer()
-    maxRetries = fields.Integer(attribute="max_retries", allow_none=True)
-    nextAttemptAt = Timestamp(attribute="next_attempt_at")
-    payload = fields.Raw()
-    idempotencyKey = fields.String(attribute="idempotency_key", allow_none=True)
-    lastError = fields.String(attribute="last_error", allow_none=True)
-    lastStatusCode = fields.Integer(attribute="last_status_code", allow_none=True)
-    createdAt = Timestamp(attribute="created_at")
-    updatedAt = Timestamp(attribute="updated_at")
-    resolvedAt = Timestamp(attribute="resolved_at")
+    webhookUrl = fields.Function(
+        lambda task: masked_url(task.webhook_url),
+        required=True,
+        metadata=_out(
+            "The callback URL, with any credentials (userinfo, query values) masked.",
+            type="string",
+        ),
+    )
+    executeAt = Timestamp(
+        attribute="execute_at", required=True, metadata=_out("The time the client asked for.")
+    )
+    status = fields.Enum(
+        TaskStatus,
+        by_value=True,
+        required=True,
+        metadata=_out(
+            "pending until due and while waiting for a retry; running while a delivery is "
+            "in flight; resolved, stale (retries exhausted) or cancelled at the end.",
+            type="string",
+        ),
+    )
+    attempts = fields.Integer(
+        required=True, metadata=_out("Delivery attempts started, successful or not.")
+    )
+    maxRetries = fields.Integer(
+        attribute="max_retries",
+        allow_none=True,
+        required=True,
+        metadata=_out("The task's override, or null when the configuration's applies."),
+    )
+    nextAttemptAt = Timestamp(
+        attribute="next_attempt_at",
+        required=True,
+        metadata=_out("When the task is due next: executeAt until a failure."),
+    )
+    payload = fields.Raw(
+        allow_none=True, required=True, metadata=_out("The JSON value given at enqueue.")
+    )
+    idempotencyKey = fields.String(
+        attribute="idempotency_key",
+        allow_none=True,
+        required=True,
+        metadata=_out("The key given at enqueue, or null."),
+    )
+    lastError = fields.String(
+        attribute="last_error",
+        allow_none=True,
+        required=True,
+        metadata=_out("Why the last attempt failed (printable text, at most 500 characters)."),
+    )
+    lastStatusCode = fields.Integer(
+        attribute="last_status_code",
+        allow_none=True,
+        required=True,
+        metadata=_out("The HTTP status of the last failed attempt, or null."),
+    )
+    createdAt = Timestamp(attribute="created_at", required=True, metadata=_out("Enqueued at."))
+    updatedAt = Timestamp(attribute="updated_at", required=True, metadata=_out("Last changed at."))
+    resolvedAt = Timestamp(
+        attribute="resolved_at",
+        allow_none=True,
+        required=True,
+        metadata=_out("When a delivery resolved the task; null until then."),
+    )
 
 
-class AttemptOutputSchema(Schema):
-    class Meta:
+class AttemptOutputSchema(ResponseSchema):
+    """One delivery attempt of a task."""
+
+    class Meta(ResponseSchema.Meta):
         ordered = True
 
-    attempt = fields.Integer()
-    startedAt = Timestamp(attribute="started_at")
-    finishedAt = Timestamp(attribute="finished_at")
-    durationMs = fields.Integer(attribute="duration_ms", allow_none=True)
-    statusCode = fields.Integer(attribute="status_code", allow_none=True)
-    error = fields.String(allow_none=True)
-    # resolved | failed | snoozed | lost; null while the attempt is in flight
-    outcome = fields.Function(lambda a: a.outcome.value if a.outcome else None)
-    latenessMs = fields.Integer(attribute="lateness_ms", allow_none=True)
+    attempt = fields.Integer(required=True, metadata=_out("1 for the first try."))
+    startedAt = Timestamp(attribute="started_at", required=True, metadata=_out("Started at."))
+    finishedAt = Timestamp(
+        attribute="finished_at",
+        allow_none=True,
+        required=True,
+        metadata=_out("Finished at; null while in flight."),
+    )
+    durationMs = fields.Integer(
+        attribute="duration_ms",
+        allow_none=True,
+        required=True,
+        metadata=_out("How long the attempt took, in ms."),
+    )
+    statusCode = fields.Integer(
+        attribute="status_code",
+        allow_none=True,
+        required=True,
+        metadata=_out("The receiver's final HTTP status, or null (timeout, refused...)."),
+    )
+    error = fields.String(
+        allow_none=True, required=True, metadata=_out("Why the attempt failed, or null.")
+    )
+    # null while the attempt is in flight
+    outcome = fields.Enum(
+        AttemptOutcome,
+        by_value=True,
+        allow_none=True,
+        required=True,
+        metadata=_out("How the attempt ended; null while it is in flight.", type="string"),
+    )
+    latenessMs = fields.Integer(
+        attribute="lateness_ms",
+        allow_none=True,
+        required=True,
+        metadata=_out("First byte sent minus the time the task was due, in ms."),
+    )
 
 
 task_output = TaskOutputSchema()

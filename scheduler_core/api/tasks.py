@@ -49,6 +49,54 @@ def _not_found(task_id: str) -> ApiError:
 
 @bp.post("")
 def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
+    """Enqueue one task, or an array of tasks.
+    ---
+    post:
+      tags: [tasks]
+      description: >-
+        One task object, or an array of 1 to 1000 enqueued in one transaction, all or
+        nothing (a refused item is named by its index in the error details). A task whose
+        idempotencyKey is already held by a task returns that task, with 200, and
+        creates nothing.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              oneOf:
+                - TaskInput
+                - {type: array, items: TaskInput, minItems: 1, maxItems: 1000}
+      responses:
+        201:
+          description: >-
+            Created: the task (for one object), or {"tasks": [...]} in the order sent
+            (for an array; idempotent repeats included, as they are).
+          headers:
+            Location:
+              description: The new task's URL (for one object).
+              schema: {type: string}
+          links:
+            GetTask:
+              operationId: tasks_get_task
+              parameters: {task_id: $response.body#/id}
+            GetAttempts:
+              operationId: tasks_get_attempts
+              parameters: {task_id: $response.body#/id}
+            CancelTask:
+              operationId: tasks_cancel_task
+              parameters: {task_id: $response.body#/id}
+            RetryTask:
+              operationId: tasks_retry_task
+              parameters: {task_id: $response.body#/id}
+          content:
+            application/json:
+              schema:
+                oneOf: [TaskOutput, TaskArray]
+        200:
+          description: >-
+            An idempotent repeat of one object: the task that holds the key, unchanged.
+          content: {application/json: {schema: TaskOutput}}
+    """
     body = json_body()
     schemes = _plugins().delivery_schemes()
     if isinstance(body, list):
@@ -160,6 +208,28 @@ def _log_batch(results: list[tuple[Task, bool]]) -> None:
 
 @bp.get("")
 def list_tasks() -> Response:
+    """List tasks, newest first.
+    ---
+    get:
+      tags: [tasks]
+      parameters:
+        - in: query
+          name: status
+          description: Only tasks in this status (empty or absent - every status).
+          allowEmptyValue: true
+          schema: {type: string, enum: [pending, running, resolved, stale, cancelled]}
+        - in: query
+          name: limit
+          description: Tasks per page.
+          schema: {type: integer, minimum: 1, maximum: 1000, default: 100}
+        - in: query
+          name: cursor
+          description: The nextCursor of the previous page.
+          schema: {type: string}
+      responses:
+        200: {description: A page of tasks., content: {application/json: {schema: TaskPage}}}
+        400: {$ref: "#/components/responses/BadRequest"}
+    """
     args = request.args
     status = None
     if args.get("status"):
@@ -207,6 +277,16 @@ def list_tasks() -> Response:
 
 @bp.get("/<task_id>")
 def get_task(task_id: str) -> Response:
+    """Read one task.
+    ---
+    get:
+      tags: [tasks]
+      parameters:
+        - {in: path, name: task_id, required: true, schema: {type: string}}
+      responses:
+        200: {description: The task., content: {application/json: {schema: TaskOutput}}}
+        404: {$ref: "#/components/responses/NotFound"}
+    """
     task = _store().get(task_id)
     if task is None:
         raise _not_found(task_id)
@@ -215,6 +295,19 @@ def get_task(task_id: str) -> Response:
 
 @bp.get("/<task_id>/attempts")
 def get_attempts(task_id: str) -> Response:
+    """List a task's delivery attempts.
+    ---
+    get:
+      tags: [tasks]
+      description: Every attempt, oldest first, including one in flight.
+      parameters:
+        - {in: path, name: task_id, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: The attempts.
+          content: {application/json: {schema: AttemptList}}
+        404: {$ref: "#/components/responses/NotFound"}
+    """
     attempts = _store().attempts(task_id)
     if attempts is None:
         raise _not_found(task_id)
@@ -236,11 +329,43 @@ def _change(task_id: str, change: Callable[[str], Task], refusal: str, event: st
 
 @bp.delete("/<task_id>")
 def cancel_task(task_id: str) -> Response:
+    """Cancel a task.
+    ---
+    delete:
+      tags: [tasks]
+      description: >-
+        A pending or stale task becomes cancelled; an already cancelled one is returned
+        unchanged. A resolved or running task cannot be cancelled (409).
+      parameters:
+        - {in: path, name: task_id, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: The task, cancelled.
+          content: {application/json: {schema: TaskOutput}}
+        404: {$ref: "#/components/responses/NotFound"}
+        409: {$ref: "#/components/responses/Conflict"}
+    """
     return _change(task_id, _store().cancel, "Cannot cancel: the task is {status}.", "cancelled")
 
 
 @bp.post("/<task_id>/retry")
 def retry_task(task_id: str) -> Response:
+    """Retry a stale or cancelled task.
+    ---
+    post:
+      tags: [tasks]
+      description: >-
+        The task is pending again, due now, with a fresh budget of maxRetries + 1
+        attempts; attempts keeps counting. Other states are refused (409).
+      parameters:
+        - {in: path, name: task_id, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: The task, pending again.
+          content: {application/json: {schema: TaskOutput}}
+        404: {$ref: "#/components/responses/NotFound"}
+        409: {$ref: "#/components/responses/Conflict"}
+    """
     return _change(
         task_id,
         _store().retry,

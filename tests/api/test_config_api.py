@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from scheduler_core.runtime_config import BOUNDS as COLUMN_BOUNDS
+from scheduler_core.runtime_config import ConfigError, RuntimeConfig, to_camel, validate_changes
 from tests.api.helpers import assert_error, enqueue, get_task
 
 DEFAULTS = {
@@ -198,3 +200,40 @@ def test_select_size_limits_one_tick(client, dispatcher, receiver):
     assert len(receiver.calls()) == 2
     dispatcher.tick()
     assert len(receiver.calls()) == 4
+
+
+# -- one rule set: the API's ConfigPatchSchema and `scheduler config set` -----------------
+
+SAMPLES = [0, 1, 9, 10, 99, 100, 1000, 1001, 3_600_000, 3_600_001, 86_400_001, 604_800_001]
+SAMPLES += [-1, None, True, "5", 5.0, 5.5, [5], 10**30]
+
+
+def _outcome(key, value, camel):
+    """What validate_changes makes of one key: the columns it accepts, or the keys it
+    names with their reasons (in column spelling, so both spellings compare)."""
+    try:
+        return validate_changes(RuntimeConfig(), {key: value}, camel=camel)
+    except ConfigError as exc:
+        text = repr(exc.details)
+        for column in COLUMN_BOUNDS:
+            text = text.replace(to_camel(column), column)
+        return text
+
+
+@pytest.mark.parametrize("column", list(COLUMN_BOUNDS))
+def test_the_api_and_the_cli_accept_and_refuse_the_same_values(column):
+    for value in SAMPLES:
+        assert _outcome(to_camel(column), value, camel=True) == _outcome(
+            column, value, camel=False
+        ), (column, value)
+
+
+def test_each_spelling_refuses_the_other():
+    with pytest.raises(ConfigError) as camel_in_cli:
+        validate_changes(RuntimeConfig(), {"selectSize": 5}, camel=False)
+    with pytest.raises(ConfigError) as column_in_api:
+        validate_changes(RuntimeConfig(), {"select_size": 5}, camel=True)
+
+    assert "Unknown key" in camel_in_cli.value.details["selectSize"][0]
+    assert "select_size" in camel_in_cli.value.details["selectSize"][0]  # the known keys
+    assert "selectSize" in column_in_api.value.details["select_size"][0]
