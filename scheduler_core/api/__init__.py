@@ -69,8 +69,8 @@ def create_app(
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
-    metrics_routes,
-    plugin_routes,
-    reference,
-    stats_routes,
+    app.register_blueprint(stats_routes.bp)
+    app.register_blueprint(metrics_routes.bp)
+    app.register_blueprint(reference.bp)
+    ui.install(app, policy)
     return app

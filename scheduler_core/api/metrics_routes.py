@@ -25,7 +25,6 @@ def metrics() -> Response:
         scrape (tasks by status, due backlog, age of the oldest due task). Open even
         when SCHEDULER_API_KEYS is set. See docs/OPERATING.md.
       tags: [operations]
-      security: []
       responses:
         200:
           description: Prometheus text exposition format 0.0.4

@@ -6,60 +6,129 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import fields
 
+from scheduler_core.marshmallow_base import ResponseSchema
 from scheduler_core.models import QueueCounts, TaskStatus
 
 
-class StatusCountsSchema(Schema):
+class StatusCountsSchema(ResponseSchema):
     """Tasks by status; every status is present, 0 when none."""
 
     class Meta:
         ordered = True
 
-    pending = fields.Integer(required=True)
-    running = fields.Integer(required=True)
-    resolved = fields.Integer(required=True)
-    stale = fields.Integer(required=True)
-    cancelled = fields.Integer(required=True)
+    pending = fields.Integer(
+        required=True, metadata={"description": "Tasks waiting for their time or for a retry."}
+    )
+    running = fields.Integer(
+        required=True, metadata={"description": "Tasks with a delivery in flight, under a lease."}
+    )
+    resolved = fields.Integer(
+        required=True,
+        metadata={
+            "description": "Tasks delivered successfully, kept until retention deletes them."
+        },
+    )
+    stale = fields.Integer(
+        required=True,
+        metadata={"description": "Tasks that used up their retries; retry them through the API."},
+    )
+    cancelled = fields.Integer(
+        required=True, metadata={"description": "Tasks cancelled through the API."}
+    )
 
 
-class LatenessSchema(Schema):
+class LatenessSchema(ResponseSchema):
     """Nearest-rank percentiles of the lateness (first byte sent minus nextAttemptAt) of
     the attempts started in the last `windowSeconds`; null when none measured one."""
 
     class Meta:
         ordered = True
 
-    windowSeconds = fields.Integer(attribute="window_s", required=True)
-    p50Ms = fields.Float(attribute="p50_ms", allow_none=True, required=True)
-    p99Ms = fields.Float(attribute="p99_ms", allow_none=True, required=True)
+    windowSeconds = fields.Integer(
+        attribute="window_s",
+        required=True,
+        metadata={"description": "How far back the percentiles look, in seconds."},
+    )
+    p50Ms = fields.Float(
+        attribute="p50_ms",
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "Median lateness in ms; null when no attempt started in the window."
+        },
+    )
+    p99Ms = fields.Float(
+        attribute="p99_ms",
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "99th percentile of lateness in ms; null when no attempt started in the window."
+        },
+    )
 
 
-class QueueStatsSchema(Schema):
+class QueueStatsSchema(ResponseSchema):
     """One queue's tasks by status and its due backlog, by the database clock."""
 
     class Meta:
         ordered = True
 
-    queue = fields.String(required=True)
-    counts = fields.Nested(StatusCountsSchema, required=True)
-    dueBacklog = fields.Integer(attribute="due_backlog", required=True)
-    oldestDueAgeSeconds = fields.Float(attribute="oldest_due_age_s", required=True)
+    queue = fields.String(required=True, metadata={"description": "The queue's name."})
+    counts = fields.Nested(
+        StatusCountsSchema, required=True, metadata={"description": "Tasks by status."}
+    )
+    dueBacklog = fields.Integer(
+        attribute="due_backlog",
+        required=True,
+        metadata={
+            "description": "Pending tasks already due (nextAttemptAt <= now by the database clock)."
+        },
+    )
+    oldestDueAgeSeconds = fields.Float(
+        attribute="oldest_due_age_s",
+        required=True,
+        metadata={
+            "description": "Seconds since the oldest due pending task fell due; 0 when none is due."
+        },
+    )
 
 
-class StatsOutputSchema(Schema):
+class StatsOutputSchema(ResponseSchema):
     """Every queue together, then each queue: counts and backlog summed, the oldest due
     age the largest of any queue."""
 
     class Meta:
         ordered = True
 
-    counts = fields.Nested(StatusCountsSchema, required=True)
-    dueBacklog = fields.Integer(attribute="due_backlog", required=True)
-    oldestDueAgeSeconds = fields.Float(attribute="oldest_due_age_s", required=True)
-    lateness = fields.Nested(LatenessSchema, required=True)
-    queues = fields.List(fields.Nested(QueueStatsSchema), required=True)
+    counts = fields.Nested(
+        StatusCountsSchema, required=True, metadata={"description": "Tasks by status."}
+    )
+    dueBacklog = fields.Integer(
+        attribute="due_backlog",
+        required=True,
+        metadata={
+            "description": "Pending tasks already due (nextAttemptAt <= now by the database clock)."
+        },
+    )
+    oldestDueAgeSeconds = fields.Float(
+        attribute="oldest_due_age_s",
+        required=True,
+        metadata={
+            "description": "Seconds since the oldest due pending task fell due; 0 when none is due."
+        },
+    )
+    lateness = fields.Nested(
+        LatenessSchema,
+        required=True,
+        metadata={"description": "Lateness of the attempts started in the last 5 minutes."},
+    )
+    queues = fields.List(
+        fields.Nested(QueueStatsSchema),
+        required=True,
+        metadata={"description": "The same figures for each queue."},
+    )
 
 
 stats_output = StatsOutputSchema()
