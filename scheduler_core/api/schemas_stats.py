@@ -63,9 +63,7 @@ class LatenessSchema(ResponseSchema):
         attribute="p99_ms",
         allow_none=True,
         required=True,
-        metadata={
-            "description": "99th percentile of lateness in ms; null when no attempt started in the window."
-        },
+        metadata={"description": "p99 lateness in ms; null when no attempt started in the window."},
     )
 
 
