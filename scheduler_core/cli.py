@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from scheduler_core import __version__
+from scheduler_core import __version__, cli_remote
 from scheduler_core.logs import setup_logging
 from scheduler_core.plugin_manager import PluginLoadError, PluginManager
 from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
@@ -429,6 +429,12 @@ def _plugin_table(rows: list[dict[str, Any]]) -> str:
         )
         for line in lines
     )
+
+
+# Commands that talk to a running server over the REST API, one line each.
+cli.add_command(cli_remote.enqueue)
+cli.add_command(cli_remote.tasks)
+cli.add_command(cli_remote.stats)
 
 
 def main() -> None:
