@@ -430,7 +430,7 @@ def tasks_attempts(client: Client, as_json: bool, task_id: str) -> None:
 
 
 def _one_task_command(
-    name: str, act: Callable[[Client, str], Task], done: str, help_text: str
+    name: str, act: Callable[[Client, str], Task], help_text: str
 ) -> click.Command:
     @click.argument("task_id")
     @remote_options
@@ -439,7 +439,7 @@ def _one_task_command(
         if as_json:
             _print_json(task.raw)
         else:
-            click.echo(f"{task.id}  {done}: now {task.status}")
+            click.echo(f"{task.id}  now {task.status}")
 
     return tasks.command(name, help=help_text)(command)
 
@@ -447,10 +447,9 @@ def _one_task_command(
 _one_task_command(
     "retry",
     Client.retry,
-    "retried",
     "Make a stale or cancelled task pending again, due now. Sent once, never repeated.",
 )
-_one_task_command("cancel", Client.cancel, "cancelled", "Cancel a task.")
+_one_task_command("cancel", Client.cancel, "Cancel a task.")
 
 
 @tasks.command("reschedule")

@@ -142,7 +142,7 @@ def test_attempts_retry_cancel(base_url: str, api: Client, dispatcher, receiver)
 
     retried = scheduler(base_url, "tasks", "retry", task.id)
     assert retried.returncode == 0, retried.stderr
-    assert retried.stdout.strip() == f"{task.id}  retried: now pending"
+    assert retried.stdout.strip() == f"{task.id}  now pending"
 
     again = scheduler(base_url, "tasks", "retry", task.id)
     assert again.returncode == 1
