@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 
 from scheduler_core import __version__
 from scheduler_core.client.errors import (
@@ -76,9 +77,9 @@ class Transport:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
-        # The environment's proxies and .netrc are for browsing, not for this API: a
-        # .netrc entry would replace the API key's Authorization header.
-        self.session.trust_env = False
+        # As an `auth`, not a plain header: requests would let a ~/.netrc entry for the
+        # host replace a plain Authorization header.
+        self._auth = _BearerAuth(api_key) if api_key else None
 
     @property
     def has_api_key(self) -> bool:
@@ -106,8 +107,6 @@ class Transport:
         url = self.base_url + path
         shown = masked_url(url)
         headers = {}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -117,7 +116,13 @@ class Transport:
             last = attempt == tries
             try:
                 response = self.session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    auth=self._auth,
+                    timeout=self.timeout,
                 )
             except requests.RequestException as exc:
                 reason = describe_failure(exc)
@@ -149,6 +154,20 @@ class Transport:
             delay = max(delay, retry_after)
         log.info("%s %s: %s; retrying in %.2f s (retry %d)", method, url, reason, delay, attempt)
         self._sleep(delay)
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer <key>``; its repr does not show the key."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<key>)"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._key}"
+        return request
 
 
 def describe_failure(exc: requests.RequestException) -> str:

@@ -267,3 +267,14 @@ def test_a_bad_base_url_is_refused_at_once() -> None:
     for url in ("127.0.0.1:8080", "ftp://host", "http://"):
         with pytest.raises(ValueError, match="http"):
             Client(url)
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_api_key(
+    keyed_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with Client(keyed_url, API_KEY, retries=0) as api:
+        assert api.list_tasks().tasks == ()
