@@ -381,7 +381,10 @@ def database(backend: str) -> Iterator[str]:
 def migrate(database_url: str, log_dir: Path, label: str) -> None:
     """`scheduler migrate` on the database, as its own process."""
     child = ChildProcess(
-        f"{label}-migrate", [*SCHEDULER_CLI, "migrate"], log_dir, scheduler_env(database_url)
+        f"{label}-migrate",
+        [*SCHEDULER_CLI, "migrate", "--create"],
+        log_dir,
+        scheduler_env(database_url),
     )
     code = child.wait_exit(READY_TIMEOUT_S)
     if code != 0:

@@ -15,9 +15,10 @@ from typing import Any
 
 import click
 
-from scheduler_core import __version__
+from scheduler_core import __version__, cli_remote
 from scheduler_core.logs import setup_logging
 from scheduler_core.plugin_manager import PluginLoadError, PluginManager
+from scheduler_core.redaction import MASK, masked_url
 from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
 from scheduler_core.serving import create_server, drain, stop_listening
 from scheduler_core.settings import (
@@ -79,6 +80,54 @@ def _open_migrated_store(settings: Settings, pool_size: int) -> Store:
     except (StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     return store
+
+
+def open_database(settings: Settings, create: bool, pool_size: int = 1) -> Store:
+    """The migrated store for commands that open the database themselves (`migrate`,
+    `config`, `rotate-key`, `export`/`import`), where a wrong working directory or a
+    missing SCHEDULER_DATABASE_URL would otherwise go unnoticed.
+
+    A SQLite file that does not exist is created only when `create` is True (the
+    command's `--create`); otherwise nothing is created and click.ClickException says
+    which file was looked for and how to go on. Once the database is open and migrated,
+    prints ``database: <URL, password masked>`` to stderr, so every successful run says
+    which database it used (an error stays one line). ClickException for a database
+    that cannot be opened, as `_open_migrated_store`.
+    """
+    url = settings.database_url
+    if url.lower().startswith("sqlite"):
+        from scheduler_core.store.sqlite import sqlite_path
+
+        try:
+            path = os.path.abspath(sqlite_path(url))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not os.path.exists(path) and not create:
+            folder = os.path.dirname(path)
+            missing = "" if os.path.isdir(folder) else f" (and {folder} is missing)"
+            raise click.ClickException(
+                f"no SQLite database at {path}{missing}; nothing was created. Point "
+                "SCHEDULER_DATABASE_URL or --database-url at the server's database, or "
+                "add --create to make a new one there."
+            )
+    store = _open_migrated_store(settings, pool_size=pool_size)
+    click.echo(f"database: {shown_database_url(url)}", err=True)
+    return store
+
+
+def shown_database_url(url: str) -> str:
+    """`url` for an operator's eyes: the password and query values masked, the user kept;
+    a SQLite URL followed by the absolute path of its file."""
+    if url.lower().startswith("sqlite"):
+        from scheduler_core.store.sqlite import sqlite_path
+
+        return f"{masked_url(url)} ({os.path.abspath(sqlite_path(url))})"
+    shown = masked_url(url)
+    userinfo = url.partition("://")[2].split("/", 1)[0].rpartition("@")[0]
+    if userinfo:
+        user, colon, _password = userinfo.partition(":")
+        shown = shown.replace(f"{MASK}@", f"{user}:{MASK}@" if colon else f"{user}@", 1)
+    return shown
 
 
 class _StopRequested(KeyboardInterrupt):
@@ -310,12 +359,20 @@ def worker(
     log.info("stopped")
 
 
+create_option = click.option(
+    "--create",
+    is_flag=True,
+    help="Create the SQLite database file when there is none (else: refuse).",
+)
+
+
 @cli.command()
+@create_option
 @database_url_option
-def migrate(database_url: str | None) -> None:
+def migrate(create: bool, database_url: str | None) -> None:
     """Bring the database schema up to date."""
     settings = _settings(database_url)
-    store = _open_migrated_store(settings, pool_size=1)
+    store = open_database(settings, create)
     store.close()
     click.echo("schema is up to date")
 
@@ -327,10 +384,11 @@ def config() -> None:
 
 @config.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@create_option
 @database_url_option
-def config_show(as_json: bool, database_url: str | None) -> None:
+def config_show(as_json: bool, create: bool, database_url: str | None) -> None:
     """Print the runtime configuration, one KEY=VALUE a line."""
-    store = _open_migrated_store(_settings(database_url), pool_size=1)
+    store = open_database(_settings(database_url), create)
     try:
         _print_config(store.get_config().as_dict(), as_json)
     finally:
@@ -339,8 +397,9 @@ def config_show(as_json: bool, database_url: str | None) -> None:
 
 @config.command("set")
 @click.argument("assignments", nargs=-1, required=True)
+@create_option
 @database_url_option
-def config_set(assignments: tuple[str, ...], database_url: str | None) -> None:
+def config_set(assignments: tuple[str, ...], create: bool, database_url: str | None) -> None:
     """Change settings: scheduler config set base_interval_ms=500 select_size=50"""
     changes: dict[str, Any] = {}
     for item in assignments:
@@ -351,7 +410,7 @@ def config_set(assignments: tuple[str, ...], database_url: str | None) -> None:
             changes[key.strip()] = int(raw.strip(), 10)
         except ValueError:
             changes[key.strip()] = raw  # validation names the key and says why
-    store = _open_migrated_store(_settings(database_url), pool_size=1)
+    store = open_database(_settings(database_url), create)
     try:
         columns = validate_changes(store.get_config(), changes, camel=False)
         updated = store.update_config(columns)
@@ -393,16 +452,7 @@ def rotate_key(batch_size: int, database_url: str | None) -> None:
     settings = _settings(database_url)
     if not settings.encryption_keys:
         raise click.ClickException("SCHEDULER_ENCRYPTION_KEY is not set: no key to encrypt with")
-    if settings.database_url.lower().startswith("sqlite"):
-        from scheduler_core.store.sqlite import sqlite_path
-
-        try:
-            path = sqlite_path(settings.database_url)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        if not os.path.exists(path):
-            raise click.ClickException(f"no SQLite database at {path}")
-    store = _open_migrated_store(settings, pool_size=1)
+    store = open_database(settings, create=False)
     last_report = [0]
 
     def progress(result: RotationResult) -> None:
@@ -480,6 +530,11 @@ from scheduler_core.cli_transfer import export_command, import_command  # noqa: 
 
 cli.add_command(export_command)
 cli.add_command(import_command)
+
+# Commands that talk to a running server over the REST API, one line each.
+cli.add_command(cli_remote.enqueue)
+cli.add_command(cli_remote.tasks)
+cli.add_command(cli_remote.stats)
 
 
 def main() -> None:

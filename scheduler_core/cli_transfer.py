@@ -21,7 +21,6 @@ import click
 
 from scheduler_core.encryption import AuthCipher, reveal
 from scheduler_core.models import TaskStatus
-from scheduler_core.redaction import masked_url
 from scheduler_core.runtime_config import ConfigError
 from scheduler_core.settings import Settings
 from scheduler_core.store import Store, StoreError
@@ -60,24 +59,11 @@ batch_size_option = click.option(
 
 def _open(database_url: str | None, create: bool) -> tuple[Settings, Store]:
     """The settings, and the database they name, migrated; never a new SQLite file unless
-    `create`. (To become cli.open_database(settings, create) once that exists.)"""
-    from scheduler_core.cli import _open_migrated_store, _settings
+    `create` (cli.open_database prints which database it is)."""
+    from scheduler_core.cli import _settings, open_database
 
     settings = _settings(database_url)
-    if settings.database_url.lower().startswith("sqlite") and not create:
-        from scheduler_core.store.sqlite import sqlite_path
-
-        try:
-            path = sqlite_path(settings.database_url)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        if not os.path.exists(path):
-            raise click.ClickException(
-                f"no SQLite database at {os.path.abspath(path)} (set SCHEDULER_DATABASE_URL "
-                "or --database-url to the database to use)"
-            )
-    click.echo(f"database: {masked_url(settings.database_url)}", err=True)
-    return settings, _open_migrated_store(settings, pool_size=2)
+    return settings, open_database(settings, create, pool_size=2)
 
 
 def _counts_text(

@@ -16,10 +16,17 @@ Python one for receivers of scheduler-core, built on the ``standardwebhooks`` pa
     @app.post("/hooks/report")  # the route first, then the check
     @verified_callback(os.environ["SCHEDULER_SIGNING_SECRET"])  # one or more whsec_...
     def report(callback):          # a bad, missing or stale signature answered 401 already
-        build_report(callback["taskId"], callback["payload"])
+        build_report(callback.task_id, callback.attempt, callback.payload)
         return "", 204
 
-Or, with any framework, ``verify_callback(body_bytes, headers, secret)``.
+Or, for any WSGI app (Flask, Django, Falcon, Bottle...), the middleware: it answers 401
+before the app sees a request that does not verify, and puts the parsed callback in the
+environ (``callback_from_environ(environ)``)::
+
+    app.wsgi_app = CallbackMiddleware(app.wsgi_app, secret, paths="/hooks/")
+
+Or, with any framework at all, ``parse_callback(body_bytes, headers, secret)`` (a
+`ReceivedCallback`) or ``verify_callback(...)`` (the body as a dict).
 
 What is signed: ``webhook-id`` (the task id: the same on every attempt of a task), the
 ``webhook-timestamp`` of the attempt, and the body bytes exactly as sent. The body is
@@ -36,10 +43,12 @@ import base64
 import binascii
 import functools
 import hmac
+import io
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -54,10 +63,16 @@ from scheduler_core.signing import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_TOLERANCE_S",
+    "ENVIRON_KEY",
+    "CallbackMiddleware",
     "CallbackVerificationError",
     "CallbackVerifier",
     "InvalidSigningSecret",
+    "ReceivedCallback",
+    "callback_from_environ",
+    "parse_callback",
     "verified_callback",
     "verify_callback",
 ]
@@ -88,6 +103,52 @@ class CallbackVerificationError(WebhookVerificationError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True, eq=False)
+class ReceivedCallback(Mapping[str, Any]):
+    """A verified callback, parsed: `task_id` (the same on every attempt: the key to
+    deduplicate on), `execute_at` (the time the task was asked for, an aware UTC
+    datetime), `attempt` (1 for the first try) and `payload` (the task's JSON value).
+
+    It is also a read-only mapping over the JSON body (``callback["taskId"]``), as the
+    dict earlier versions handed over, so code written for that keeps working; `body` is
+    that JSON object, with any field a newer scheduler adds.
+    """
+
+    task_id: str
+    execute_at: datetime
+    attempt: int
+    payload: Any
+    body: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ReceivedCallback:
+        """Read a callback's JSON body. CallbackVerificationError (``bad-body``) names the
+        field that is missing or of the wrong type."""
+        task_id, raw_time, attempt = body.get("taskId"), body.get("executeAt"), body.get("attempt")
+        if not isinstance(task_id, str) or not task_id:
+            raise CallbackVerificationError("bad-body", "the callback has no taskId string")
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise CallbackVerificationError("bad-body", "the callback's attempt is not n >= 1")
+        try:
+            execute_at = datetime.fromisoformat(raw_time) if isinstance(raw_time, str) else None
+        except ValueError:
+            execute_at = None
+        if execute_at is None or execute_at.tzinfo is None:
+            raise CallbackVerificationError(
+                "bad-body", "the callback's executeAt is not an RFC 3339 time"
+            )
+        return cls(task_id, execute_at.astimezone(UTC), attempt, body.get("payload"), body)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.body[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.body)
+
+    def __len__(self) -> int:
+        return len(self.body)
 
 
 class CallbackVerifier:
@@ -186,6 +247,13 @@ class CallbackVerifier:
             raise CallbackVerificationError("bad-body", "the signed body is not a JSON object")
         return callback
 
+    def parse(
+        self, body: bytes | str, headers: HeaderItems, *, now: float | None = None
+    ) -> ReceivedCallback:
+        """`verify`, then the callback as a `ReceivedCallback`; CallbackVerificationError
+        also (``bad-body``) when the signed body lacks a field of the callback."""
+        return ReceivedCallback.from_body(self.verify(body, headers, now=now))
+
     def _matches(self, message_id: str, timestamp: int, text: str, header: str) -> bool:
         presented: list[bytes] = []
         for entry in header.split():
@@ -228,6 +296,26 @@ def verify_callback(
     return CallbackVerifier(secrets, tolerance_s=tolerance_s).verify(body, headers, now=now)
 
 
+def parse_callback(
+    body: bytes | str,
+    headers: HeaderItems,
+    secrets: str | Iterable[str],
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    *,
+    now: float | None = None,
+) -> ReceivedCallback:
+    """Verify one callback and return it parsed, for any framework::
+
+        callback = parse_callback(request_body_bytes, request_headers, "whsec_...")
+        callback.task_id, callback.attempt, callback.execute_at, callback.payload
+
+    Raises ``CallbackVerificationError`` (as ``verify_callback``, and ``bad-body`` for a
+    body without the callback's fields) and ``InvalidSigningSecret``. To verify many
+    requests, build one ``CallbackVerifier`` and call its ``parse``.
+    """
+    return CallbackVerifier(secrets, tolerance_s=tolerance_s).parse(body, headers, now=now)
+
+
 def verified_callback(
     secrets: str | Iterable[str],
     tolerance_s: float = DEFAULT_TOLERANCE_S,
@@ -235,7 +323,8 @@ def verified_callback(
     status: int = 401,
 ) -> Callable[[Callable[..., R]], Callable[..., Any]]:
     """A Flask view decorator: verify the request, then call the view with the parsed
-    callback as its first argument (URL variables follow as keyword arguments).
+    callback (a `ReceivedCallback`, also readable as the body's dict) as its first
+    argument (URL variables follow as keyword arguments).
 
     A request that does not verify is answered ``status`` (401) with
     ``{"error": message, "reason": reason}`` and the view is not called; scheduler-core
@@ -250,7 +339,7 @@ def verified_callback(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                callback = verifier.verify(request.get_data(cache=True), request.headers)
+                callback = verifier.parse(request.get_data(cache=True), request.headers)
             except CallbackVerificationError as exc:
                 return {"error": str(exc), "reason": exc.reason}, status
             return view(callback, *args, **kwargs)
@@ -258,3 +347,124 @@ def verified_callback(
         return wrapper
 
     return decorate
+
+
+# -- WSGI ---------------------------------------------------------------------------------------
+
+ENVIRON_KEY = "scheduler_core.callback"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # the API's 1 MiB body limit, and room to raise it
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def callback_from_environ(environ: Mapping[str, Any]) -> ReceivedCallback | None:
+    """The callback `CallbackMiddleware` verified for this request (``None`` when the
+    request's path is not one it guards). In Flask: ``callback_from_environ(request.environ)``."""
+    callback = environ.get(ENVIRON_KEY)
+    return callback if isinstance(callback, ReceivedCallback) else None
+
+
+class CallbackMiddleware:
+    """WSGI middleware: every request to a guarded path is verified before `app` sees it.
+
+    A request that verifies reaches `app` with the parsed `ReceivedCallback` at
+    ``environ["scheduler_core.callback"]`` (``callback_from_environ``) and its body
+    readable again from ``wsgi.input``. One that does not is answered `status` (401)
+    with ``{"error": message, "reason": reason}``, and 413 when its body is over
+    `max_body_bytes`; `app` is not called. scheduler-core counts those answers as failed
+    attempts and retries, so a wrong secret shows in the task's ``lastError``.
+
+    `paths`: the path prefixes to guard, one or several (``"/hooks/"`` guards
+    ``/hooks/...``; the default ``"/"`` guards every request, whatever its method).
+    `secrets` and `tolerance_s` as ``CallbackVerifier``; a malformed secret raises
+    ``InvalidSigningSecret`` here, at start.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        secrets: str | Iterable[str],
+        *,
+        paths: str | Iterable[str] = "/",
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
+        status: int = 401,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.verifier = CallbackVerifier(secrets, tolerance_s=tolerance_s)
+        prefixes = (paths,) if isinstance(paths, str) else tuple(paths)
+        self.prefixes = tuple(p.rstrip("/") for p in prefixes)
+        self.status = status
+        self.max_body_bytes = max_body_bytes
+
+    def __repr__(self) -> str:
+        return f"CallbackMiddleware({self.app!r}, {self.verifier!r}, paths={self.prefixes!r})"
+
+    def guards(self, path: str) -> bool:
+        """Whether requests to `path` are verified."""
+        return any(p == "" or path == p or path.startswith(p + "/") for p in self.prefixes)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not self.guards(environ.get("PATH_INFO") or "/"):
+            return self.app(environ, start_response)
+        body = _read_body(environ, self.max_body_bytes)
+        if body is None:
+            return _answer(
+                start_response,
+                413,
+                {"error": f"the body is over {self.max_body_bytes} bytes", "reason": "too-large"},
+            )
+        try:
+            callback = self.verifier.parse(body, _environ_headers(environ))
+        except CallbackVerificationError as exc:
+            return _answer(start_response, self.status, {"error": str(exc), "reason": exc.reason})
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ[ENVIRON_KEY] = callback
+        return self.app(environ, start_response)
+
+
+def _read_body(environ: Mapping[str, Any], limit: int) -> bytes | None:
+    """The request body, or None when it is over `limit` (then not read beyond it)."""
+    stream = environ["wsgi.input"]
+    raw_length = (environ.get("CONTENT_LENGTH") or "").strip()
+    if raw_length.isdigit():
+        length = int(raw_length)
+        if length > limit:
+            return None
+    elif environ.get("wsgi.input_terminated"):  # chunked: read to the end, bounded
+        length = limit + 1
+    else:
+        return b""  # WSGI: without a length there is no body to read
+    chunks, left = [], length
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    body = b"".join(chunks)
+    return None if len(body) > limit else body
+
+
+def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+def _answer(start_response: StartResponse, status: int, body: dict[str, str]) -> list[bytes]:
+    from http import HTTPStatus
+
+    data = json.dumps(body).encode()
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [data]

@@ -229,7 +229,7 @@ def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
         assert listed[f"scheduler_core.plugins.{name}"] == "scheduler-core", plugins.stdout
 
     with empty_database(db_backend, tmp_path_factory.mktemp("pkgdb"), "scheduler_pkg") as url:
-        migrated = run([scheduler, "migrate", "--database-url", url], cwd=cwd, env=env)
+        migrated = run([scheduler, "migrate", "--create", "--database-url", url], cwd=cwd, env=env)
         assert migrated.stdout.strip() == "schema is up to date"
         shipped = [m.name for m in load_migrations(db_backend)]
         assert shipped[0] == "0001_initial.sql"

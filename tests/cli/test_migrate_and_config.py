@@ -38,10 +38,11 @@ def all_versions(database_url: str) -> list[int]:
 def test_migrate_creates_the_schema_on_an_empty_database_then_does_nothing(
     empty_database_url: str,
 ) -> None:
-    first = run_cli(empty_database_url, "migrate")
+    first = run_cli(empty_database_url, "migrate", "--create")
 
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "schema is up to date"
+    assert "database: " in first.stderr
     assert "applied migration 0001_initial.sql" in first.stderr
     assert {"scheduler_tasks", "scheduler_attempts", "scheduler_config"} <= table_names(
         empty_database_url
@@ -66,7 +67,7 @@ def test_migrate_processes_started_at_once_apply_each_migration_once(
     }
     started = [
         subprocess.Popen(
-            [sys.executable, "-m", "scheduler_core.cli", "migrate"],
+            [sys.executable, "-m", "scheduler_core.cli", "migrate", "--create"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

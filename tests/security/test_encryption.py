@@ -208,7 +208,8 @@ def test_rotate_key_leaves_values_no_key_opens_and_says_which(clean_database, db
     assert result.returncode == 1
     assert "1 re-encrypted with the first key" in result.stdout
     assert "1 no configured key opens" in result.stdout
-    [line] = result.stderr.strip().splitlines()
+    database, line = result.stderr.strip().splitlines()
+    assert database.startswith("database: ")
     assert line.startswith("Error: 1 values were encrypted with a key SCHEDULER_ENCRYPTION_KEY")
     assert lost in line
     assert stored_auth(db, lost) == before

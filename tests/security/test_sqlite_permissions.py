@@ -75,6 +75,6 @@ def test_a_symlink_is_followed_and_its_target_left_alone(tmp_path, open_umask):
 
 
 def test_scheduler_migrate_creates_a_private_file(tmp_path, open_umask):
-    result = run_cli(sqlite_url(tmp_path, "cli.db"), "migrate")
+    result = run_cli(sqlite_url(tmp_path, "cli.db"), "migrate", "--create")
     assert result.returncode == 0, result.stderr
     assert mode(tmp_path / "cli.db") == 0o600
