@@ -12,6 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from scheduler_core.models import DEFAULT_QUEUE
 from scheduler_core.redaction import masked_url
 from scheduler_core.targets import (
     TargetError,
@@ -49,6 +50,26 @@ class StrictInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+def quoted(value: str, limit: int = 64) -> str:
+    """`value` as an error message quotes what a client sent: repr, cut at `limit`."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def queue_problem(name: str) -> str | None:
+    """Why `name` cannot be used as a queue, or None. Named queues come later: until then
+    `default` is the only one there is."""
+    if name != DEFAULT_QUEUE:
+        return f"No queue named {quoted(name)}."
+    return None
+
+
+def check_queue(name: str) -> None:
+    """A marshmallow validator: ValidationError naming the queue unless it exists."""
+    problem = queue_problem(name)
+    if problem:
+        raise ValidationError(problem)
+
+
 def _no_nul(value: str) -> None:
     if "\x00" in value:
         raise ValidationError("Must not contain NUL characters.")
@@ -84,6 +105,7 @@ class TaskInputSchema(Schema):
         allow_none=True, validate=[validate.Length(min=1, max=MAX_KEY_LENGTH), _no_nul]
     )
     maxRetries = StrictInteger(allow_none=True, validate=validate.Range(min=0, max=1000))
+    queue = fields.String(allow_none=True, validate=check_queue)  # null: the default queue
 
     def __init__(self, schemes: frozenset[str], **kwargs: Any):
         super().__init__(**kwargs)
@@ -197,6 +219,7 @@ class TaskOutputSchema(Schema):
         ordered = True
 
     id = fields.String()
+    queue = fields.String()
     # Credentials the URL may carry (userinfo, query values) are never shown.
     webhookUrl = fields.Function(lambda task: masked_url(task.webhook_url))
     executeAt = Timestamp(attribute="execute_at")

@@ -22,6 +22,7 @@ from typing import Any
 
 from scheduler_core.encryption import AuthCipher
 from scheduler_core.migrations import load as load_migrations
+from scheduler_core.models import TaskStatus
 from scheduler_core.redaction import masked_url
 from scheduler_core.store.base import StoreUnavailable
 from scheduler_core.store.changes import ChangeFeed, Listener
@@ -79,7 +80,8 @@ def _load_queries() -> dict[str, str]:
     raw = queries_for("sqlite")
     columns = raw["task_columns"]
     return {
-        name: sql.replace("{task_columns}", columns)
+        name: sql.replace("{task_filter}", raw["task_filter"])
+        .replace("{task_columns}", columns)
         # Outside a write transaction scheduler_now() is NULL: SQLite's own clock then.
         .replace("{now}", f"coalesce(scheduler_now(), ({raw['now']}))")
         .replace("{clock}", f"({raw['now']})")
@@ -225,6 +227,9 @@ class SqliteStore(SqlStore):
 
     def _keys_param(self, keys: list[str]) -> dict[str, str]:
         return {"keys": json.dumps(keys)}
+
+    def _statuses_param(self, statuses: frozenset[TaskStatus]) -> dict[str, int]:
+        return {status.value: int(status in statuses) for status in TaskStatus}
 
     def _placeholder(self, name: str) -> str:
         return f":{name}"

@@ -44,12 +44,95 @@ SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = ANY(%(keys)s)
 -- name: get_task
 SELECT {task_columns} FROM scheduler_tasks WHERE id = %(id)s
 
+-- name: task_filter
+-- What a list or a bulk action matches besides the status: the creation range of a
+-- TaskFilter (NULL: unbounded).
+(%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
+AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
+
 -- name: list_tasks
+-- Newest first, every status: a backward walk of the seq index from the cursor.
 SELECT {task_columns} FROM scheduler_tasks
-WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
-  AND (%(before)s::bigint IS NULL OR seq < %(before)s::bigint)
+WHERE seq < %(before)s AND {task_filter}
 ORDER BY seq DESC
 LIMIT %(limit)s
+
+-- name: list_tasks_by_status
+-- Newest first among some statuses: each status's newest from the (status, seq) index,
+-- merged. A page reads at most `limit` rows per status, however many tasks of other
+-- statuses lie between them (a plain `status = ANY(...)` either walks every task or
+-- sorts every match).
+SELECT {task_columns}
+FROM unnest(%(statuses)s::text[]) AS wanted(name)
+CROSS JOIN LATERAL (
+    SELECT * FROM scheduler_tasks t
+    WHERE t.status = wanted.name AND t.seq < %(before)s AND {task_filter}
+    ORDER BY t.seq DESC
+    LIMIT %(limit)s
+) AS t
+ORDER BY seq DESC
+LIMIT %(limit)s
+
+-- name: max_seq
+-- Where a bulk action stops: tasks enqueued after it began are left alone.
+SELECT coalesce(max(seq), 0) AS ceiling FROM scheduler_tasks
+
+-- name: bulk_cancel
+-- One batch of a bulk cancel: the next `batch` matching tasks in seq order after
+-- `after` (each status's from the (status, seq) index, merged), cancelled if they still
+-- are pending or stale when their row lock is had (a task a dispatcher claimed meanwhile
+-- is left alone). Returns every candidate's seq and whether it changed.
+WITH candidate AS (
+    SELECT c.id, c.seq
+    FROM unnest(%(statuses)s::text[]) AS wanted(name)
+    CROSS JOIN LATERAL (
+        SELECT id, seq FROM scheduler_tasks
+        WHERE status = wanted.name AND seq > %(after)s AND seq <= %(ceiling)s
+          AND {task_filter}
+        ORDER BY seq
+        LIMIT %(batch)s
+    ) AS c
+    ORDER BY c.seq
+    LIMIT %(batch)s
+), changed AS (
+    UPDATE scheduler_tasks t
+    SET status = 'cancelled', updated_at = now()
+    FROM candidate c
+    WHERE t.id = c.id AND t.status = ANY(%(statuses)s::text[])
+    RETURNING t.id
+)
+SELECT c.seq, ch.id IS NOT NULL AS changed
+FROM candidate c LEFT JOIN changed ch ON ch.id = c.id
+
+-- name: bulk_retry
+-- One batch of a bulk retry, as bulk_cancel picks it: each stale or cancelled task
+-- pending again as retry_task makes it (due now, a fresh budget); one NOTIFY per batch.
+WITH candidate AS (
+    SELECT c.id, c.seq
+    FROM unnest(%(statuses)s::text[]) AS wanted(name)
+    CROSS JOIN LATERAL (
+        SELECT id, seq FROM scheduler_tasks
+        WHERE status = wanted.name AND seq > %(after)s AND seq <= %(ceiling)s
+          AND {task_filter}
+        ORDER BY seq
+        LIMIT %(batch)s
+    ) AS c
+    ORDER BY c.seq
+    LIMIT %(batch)s
+), changed AS (
+    UPDATE scheduler_tasks t
+    SET status = 'pending', next_attempt_at = now(), budget_start = t.attempts,
+        updated_at = now()
+    FROM candidate c
+    WHERE t.id = c.id AND t.status = ANY(%(statuses)s::text[])
+    RETURNING t.id
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM changed LIMIT 1
+)
+-- `woken` is selected so the planner cannot drop the NOTIFY.
+SELECT c.seq, ch.id IS NOT NULL AS changed, w.woken
+FROM candidate c LEFT JOIN changed ch ON ch.id = c.id
+CROSS JOIN (SELECT count(*) AS woken FROM wake) AS w
 
 -- name: task_exists
 SELECT 1 FROM scheduler_tasks WHERE id = %(id)s
@@ -77,6 +160,24 @@ WITH retried AS (
 )
 SELECT {task_columns}, w.woken
 FROM retried LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
+
+-- name: reschedule_task
+-- PATCH executeAt: a pending task is due at the new time (a past one at once). The state
+-- is checked in the UPDATE itself: a task claimed meanwhile is not touched.
+WITH moved AS (
+    UPDATE scheduler_tasks
+    SET execute_at = %(execute_at)s::timestamptz,
+        next_attempt_at = %(execute_at)s::timestamptz,
+        updated_at = now()
+    WHERE id = %(id)s AND status = 'pending'
+    RETURNING *
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM moved
+    WHERE next_attempt_at <= now() + interval '{wake_window}'
+    LIMIT 1
+)
+SELECT {task_columns}, w.woken
+FROM moved LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
 -- name: get_config
 SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,

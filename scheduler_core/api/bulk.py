@@ -1,0 +1,104 @@
+"""POST /api/v1/tasks:retry and /api/v1/tasks:cancel: a verb on every task a filter
+matches, each task as the single-task verb would take it.
+
+The store works in batches (a transaction each), so a retry of a million stale tasks never
+holds one giant lock, and dispatchers deliver the first retried tasks while later batches
+are still being written. The answer counts the tasks that changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from scheduler_core.api.body import json_body
+from scheduler_core.api.schemas import timestamp_text
+from scheduler_core.api.schemas_tasks import BulkFilterSchema, bulk_filter, load
+from scheduler_core.models import TaskFilter
+from scheduler_core.store.base import Store
+
+log = logging.getLogger(__name__)
+# Not tasks.bp's prefix: a blueprint joins its prefix and a rule with "/", which would
+# make ":retry" "/api/v1/tasks/:retry". "/api/v1/tasks:retry" is a path of its own, apart
+# from "/api/v1/tasks/<task_id>" (a task id never holds a ":" and a "/" never matches it).
+bp = Blueprint("tasks_bulk", __name__, url_prefix="/api/v1")
+
+
+def _store() -> Store:
+    store: Store = current_app.extensions["scheduler_store"]
+    return store
+
+
+@bp.post("/tasks:retry")
+def bulk_retry() -> Response:
+    """Retry every stale or cancelled task a filter matches.
+    ---
+    post:
+      summary: Retry every stale or cancelled task a filter matches
+      description: >
+        Each matching stale or cancelled task is pending again, due now, with a fresh
+        retry budget, as `POST /api/v1/tasks/{id}/retry` makes it; tasks in other states
+        are left alone, as are tasks enqueued after the request began. Works in batches.
+      tags: [tasks]
+      requestBody:
+        required: true
+        content: {application/json: {schema: BulkFilter}}
+      responses:
+        200:
+          description: How many tasks were retried
+          content: {application/json: {schema: BulkResult}}
+        400: {$ref: "#/components/responses/BadRequest"}
+        401: {$ref: "#/components/responses/Unauthorized"}
+        503: {$ref: "#/components/responses/Unavailable"}
+    """
+    return _bulk("retried", lambda store, f: store.bulk_retry(f))
+
+
+@bp.post("/tasks:cancel")
+def bulk_cancel() -> Response:
+    """Cancel every pending or stale task a filter matches.
+    ---
+    post:
+      summary: Cancel every pending or stale task a filter matches
+      description: >
+        Each matching pending or stale task is cancelled, as `DELETE /api/v1/tasks/{id}`
+        cancels it; running and resolved tasks are left alone, and tasks already cancelled
+        are not counted. Tasks enqueued after the request began are left alone. Works in
+        batches.
+      tags: [tasks]
+      requestBody:
+        required: true
+        content: {application/json: {schema: BulkFilter}}
+      responses:
+        200:
+          description: How many tasks were cancelled
+          content: {application/json: {schema: BulkResult}}
+        400: {$ref: "#/components/responses/BadRequest"}
+        401: {$ref: "#/components/responses/Unauthorized"}
+        503: {$ref: "#/components/responses/Unavailable"}
+    """
+    return _bulk("cancelled", lambda store, f: store.bulk_cancel(f))
+
+
+def _bulk(done: str, verb: Callable[[Store, TaskFilter], int]) -> Response:
+    body = load(bulk_filter, json_body(), "The filter")
+    task_filter = BulkFilterSchema.task_filter(body)
+    count = verb(_store(), task_filter)
+    log.info("bulk: %d tasks %s, filter %s", count, done, describe(task_filter))
+    return jsonify({"count": count})
+
+
+def describe(task_filter: TaskFilter) -> str:
+    """The filter as a log line shows it: only the fields given."""
+    parts = []
+    if task_filter.statuses is not None:
+        parts.append("status=" + ",".join(sorted(task_filter.statuses)))
+    if task_filter.queue is not None:
+        parts.append(f"queue={task_filter.queue}")
+    if task_filter.created_after is not None:
+        parts.append(f"createdAfter={timestamp_text(task_filter.created_after)}")
+    if task_filter.created_before is not None:
+        parts.append(f"createdBefore={timestamp_text(task_filter.created_before)}")
+    return " ".join(parts)
