@@ -15,7 +15,6 @@ import psycopg2.extensions
 
 from scheduler_core.encryption import AuthCipher
 from scheduler_core.migrations import load as load_migrations
-from scheduler_core.models import TaskStatus
 from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.pg_listener import NotifyListener
@@ -126,9 +125,6 @@ class PostgresStore(SqlStore):
 
     def _keys_param(self, keys: list[str]) -> dict[str, list[str]]:
         return {"keys": keys}
-
-    def _statuses_param(self, statuses: frozenset[TaskStatus]) -> dict[str, list[str]]:
-        return {"statuses": sorted(status.value for status in statuses)}
 
     def _placeholder(self, name: str) -> str:
         return f"%({name})s"

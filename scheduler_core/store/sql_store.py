@@ -142,9 +142,11 @@ class SqlStore(ABC):
     def _keys_param(self, keys: list[str]) -> Any:
         """A list of idempotency keys as get_tasks_by_idempotency_keys takes it."""
 
-    @abstractmethod
     def _statuses_param(self, statuses: frozenset[TaskStatus]) -> dict[str, Any]:
-        """The statuses a list or a bulk action takes, as its statement's parameters."""
+        """The statuses a list or a bulk action takes, as its statement's parameters: a
+        flag per status (:pending, :stale...) and the list (`statuses`)."""
+        flags: dict[str, Any] = {status.value: status in statuses for status in TaskStatus}
+        return {**flags, "statuses": sorted(status.value for status in statuses)}
 
     def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
         for params in rows:

@@ -22,7 +22,6 @@ from typing import Any
 
 from scheduler_core.encryption import AuthCipher
 from scheduler_core.migrations import load as load_migrations
-from scheduler_core.models import TaskStatus
 from scheduler_core.redaction import masked_url
 from scheduler_core.store.base import StoreUnavailable
 from scheduler_core.store.changes import ChangeFeed, Listener
@@ -227,9 +226,6 @@ class SqliteStore(SqlStore):
 
     def _keys_param(self, keys: list[str]) -> dict[str, str]:
         return {"keys": json.dumps(keys)}
-
-    def _statuses_param(self, statuses: frozenset[TaskStatus]) -> dict[str, int]:
-        return {status.value: int(status in statuses) for status in TaskStatus}
 
     def _placeholder(self, name: str) -> str:
         return f":{name}"

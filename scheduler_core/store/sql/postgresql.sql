@@ -58,18 +58,33 @@ ORDER BY seq DESC
 LIMIT %(limit)s
 
 -- name: list_tasks_by_status
--- Newest first among some statuses: each status's newest from the (status, seq) index,
--- merged. A page reads at most `limit` rows per status, however many tasks of other
--- statuses lie between them (a plain `status = ANY(...)` either walks every task or
--- sorts every match).
-SELECT {task_columns}
-FROM unnest(%(statuses)s::text[]) AS wanted(name)
-CROSS JOIN LATERAL (
-    SELECT * FROM scheduler_tasks t
-    WHERE t.status = wanted.name AND t.seq < %(before)s AND {task_filter}
-    ORDER BY t.seq DESC
-    LIMIT %(limit)s
-) AS t
+-- Newest first among the statuses whose flag (%(pending)s, %(running)s, ...) is true:
+-- each status's newest, merged, so a page reads at most `limit` rows per status. The
+-- status is a constant in each branch, so the planner reads its frequency from the
+-- statistics: a rare one from the (status, seq) index, a common one by walking the seq
+-- index. (A `status = ANY(...)` can walk every task to find a rare status.) A branch
+-- whose flag is false is never run.
+SELECT {task_columns} FROM scheduler_tasks WHERE seq IN (
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(pending)s AND status = 'pending' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(running)s AND status = 'running' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(resolved)s AND status = 'resolved' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(stale)s AND status = 'stale' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(cancelled)s AND status = 'cancelled' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+)
 ORDER BY seq DESC
 LIMIT %(limit)s
 
@@ -78,53 +93,61 @@ LIMIT %(limit)s
 SELECT coalesce(max(seq), 0) AS ceiling FROM scheduler_tasks
 
 -- name: bulk_cancel
--- One batch of a bulk cancel: the next `batch` matching tasks in seq order after
--- `after` (each status's from the (status, seq) index, merged), cancelled if they still
--- are pending or stale when their row lock is had (a task a dispatcher claimed meanwhile
--- is left alone). Returns every candidate's seq and whether it changed.
+-- One batch of a bulk cancel: the next `batch` matching pending or stale tasks (flags
+-- %(pending)s, %(stale)s) in seq order after `after`, picked as list_tasks_by_status
+-- picks them, cancelled if they still are in `statuses` once their row lock is had (a
+-- task a dispatcher claimed meanwhile is left alone). Returns every candidate's seq and
+-- whether it changed.
 WITH candidate AS (
-    SELECT c.id, c.seq
-    FROM unnest(%(statuses)s::text[]) AS wanted(name)
-    CROSS JOIN LATERAL (
-        SELECT id, seq FROM scheduler_tasks
-        WHERE status = wanted.name AND seq > %(after)s AND seq <= %(ceiling)s
-          AND {task_filter}
-        ORDER BY seq
-        LIMIT %(batch)s
+    SELECT id, seq FROM (
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(pending)s AND status = 'pending' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
+        UNION ALL
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(stale)s AND status = 'stale' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
     ) AS c
-    ORDER BY c.seq
+    ORDER BY seq
     LIMIT %(batch)s
 ), changed AS (
     UPDATE scheduler_tasks t
     SET status = 'cancelled', updated_at = now()
-    FROM candidate c
-    WHERE t.id = c.id AND t.status = ANY(%(statuses)s::text[])
+    -- By id from an array: each candidate found through the primary key, never a join
+    -- that reads every task of the statuses (a plan stale statistics could choose).
+    WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
     RETURNING t.id
 )
 SELECT c.seq, ch.id IS NOT NULL AS changed
 FROM candidate c LEFT JOIN changed ch ON ch.id = c.id
 
 -- name: bulk_retry
--- One batch of a bulk retry, as bulk_cancel picks it: each stale or cancelled task
--- pending again as retry_task makes it (due now, a fresh budget); one NOTIFY per batch.
+-- One batch of a bulk retry, picked as bulk_cancel picks it (flags %(stale)s,
+-- %(cancelled)s): each task pending again as retry_task makes it (due now, a fresh
+-- budget); one NOTIFY per batch.
 WITH candidate AS (
-    SELECT c.id, c.seq
-    FROM unnest(%(statuses)s::text[]) AS wanted(name)
-    CROSS JOIN LATERAL (
-        SELECT id, seq FROM scheduler_tasks
-        WHERE status = wanted.name AND seq > %(after)s AND seq <= %(ceiling)s
-          AND {task_filter}
-        ORDER BY seq
-        LIMIT %(batch)s
+    SELECT id, seq FROM (
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(stale)s AND status = 'stale' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
+        UNION ALL
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(cancelled)s AND status = 'cancelled' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
     ) AS c
-    ORDER BY c.seq
+    ORDER BY seq
     LIMIT %(batch)s
 ), changed AS (
     UPDATE scheduler_tasks t
     SET status = 'pending', next_attempt_at = now(), budget_start = t.attempts,
         updated_at = now()
-    FROM candidate c
-    WHERE t.id = c.id AND t.status = ANY(%(statuses)s::text[])
+    -- By id from an array: each candidate found through the primary key, never a join
+    -- that reads every task of the statuses (a plan stale statistics could choose).
+    WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
     RETURNING t.id
 ), wake AS (
     SELECT pg_notify('scheduler_core', 'due') FROM changed LIMIT 1
