@@ -1,6 +1,7 @@
-"""A reschedule wakes running dispatchers as an enqueue does: a task moved to "now" is
-called at once, one moved a little later is called when due and not before, and one
-moved away is not called at its old time.
+"""A reschedule and a bulk retry wake running dispatchers as an enqueue does: a task
+moved to "now" is called at once, one moved a little later is called when due and not
+before, one moved away is not called at its old time, and bulk-retried tasks are called
+at once.
 
 The dispatchers here poll once an hour and re-read the earliest due time only every
 minute (STATE_REFRESH_S patched), so only the reschedule's notice can make them look in
@@ -104,3 +105,18 @@ def test_rescheduled_away_is_not_called_at_its_old_time(
     wait_until(lambda: task(client, sentinel["id"])["status"] == "resolved", timeout=15)
     assert receiver.calls("/away") == []
     assert task(client, created["id"])["status"] == "pending"
+
+
+def test_bulk_retried_tasks_are_called_at_once(
+    client, running_dispatcher: Dispatcher, receiver: Receiver
+) -> None:
+    created = [enqueue(client, receiver.url(f"/back{n}"), executeAt=FAR) for n in range(3)]
+    for item in created:
+        assert client.delete(f"/api/v1/tasks/{item['id']}").status_code == 200
+    _settled(running_dispatcher, receiver, client)
+    retried_at = time.monotonic()
+    response = client.post("/api/v1/tasks:retry", json={"status": ["cancelled"]})
+    assert response.json == {"count": 3}
+    for n in range(3):
+        [call] = receiver.wait_for(1, f"/back{n}", timeout=15)
+        assert call.at - retried_at < 5.0, "called only when the dispatcher looked by itself"
