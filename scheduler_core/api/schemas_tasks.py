@@ -138,12 +138,9 @@ class ListQuerySchema(Schema):
 
     @pre_load
     def _from_query(self, data: Any, **_: Any) -> Any:
-        if hasattr(data, "getlist"):  # a MultiDict: status may be given several times
-            data = {
-                key: ",".join(data.getlist(key)) if key == "status" else data.get(key)
-                for key in data
-            }
-        if isinstance(data, dict):
+        # A repeated parameter counts once, its first value (MultiDict.items() and
+        # dict() give that); `status=a,b` is how several are named.
+        if hasattr(data, "items"):
             data = {k: v for k, v in data.items() if not (k in BLANK_IS_ABSENT and v == "")}
         return data
 
