@@ -50,8 +50,6 @@ def bulk_retry() -> Response:
           description: How many tasks were retried
           content: {application/json: {schema: BulkResult}}
         400: {$ref: "#/components/responses/BadRequest"}
-        401: {$ref: "#/components/responses/Unauthorized"}
-        503: {$ref: "#/components/responses/Unavailable"}
     """
     return _bulk("retried", lambda store, f: store.bulk_retry(f))
 
@@ -76,8 +74,6 @@ def bulk_cancel() -> Response:
           description: How many tasks were cancelled
           content: {application/json: {schema: BulkResult}}
         400: {$ref: "#/components/responses/BadRequest"}
-        401: {$ref: "#/components/responses/Unauthorized"}
-        503: {$ref: "#/components/responses/Unavailable"}
     """
     return _bulk("cancelled", lambda store, f: store.bulk_cancel(f))
 

@@ -1,5 +1,5 @@
 """marshmallow schemas of the task routes beyond enqueue: the list query, PATCH, and the
-filter of the bulk actions, with the shapes they answer.
+filter of the bulk actions, with what the bulk actions answer.
 
 Each request schema does all of a request's checking, names every problem field by field,
 and gives the route the values it needs (a `TaskFilter`'s pieces, a keyset position);
@@ -239,17 +239,7 @@ class BulkFilterSchema(Schema):
         )
 
 
-# -- what the routes answer (for the API document; the routes write it themselves) -------
-
-
-class TaskListSchema(Schema):
-    """A page of `GET /api/v1/tasks`."""
-
-    tasks = fields.List(fields.Nested(TaskOutputSchema))
-    nextCursor = fields.String(
-        allow_none=True,
-        metadata={"description": "Pass as `cursor` for the next page; null on the last."},
-    )
+# -- what the bulk routes answer (for the API document; the routes write it) -------------
 
 
 class BulkResultSchema(Schema):

@@ -158,6 +158,7 @@ def list_tasks() -> Response:
       parameters:
         - in: query
           name: status
+          allowEmptyValue: true
           schema: {type: string, example: "pending,stale"}
           description: >
             Only tasks in these statuses, comma-separated, any of pending, running,
@@ -174,10 +175,8 @@ def list_tasks() -> Response:
           schema: {type: string}
           description: The `nextCursor` of the previous page.
       responses:
-        200: {description: A page of tasks, content: {application/json: {schema: TaskList}}}
+        200: {description: A page of tasks, content: {application/json: {schema: TaskPage}}}
         400: {$ref: "#/components/responses/BadRequest"}
-        401: {$ref: "#/components/responses/Unauthorized"}
-        503: {$ref: "#/components/responses/Unavailable"}
     """
     query = load(list_query, request.args, "The query")
     tasks, next_position = _store().list_tasks(
@@ -239,10 +238,8 @@ def reschedule_task(task_id: str) -> Response:
       responses:
         200: {description: The rescheduled task, content: {application/json: {schema: TaskOutput}}}
         400: {$ref: "#/components/responses/BadRequest"}
-        401: {$ref: "#/components/responses/Unauthorized"}
         404: {$ref: "#/components/responses/NotFound"}
         409: {$ref: "#/components/responses/Conflict"}
-        503: {$ref: "#/components/responses/Unavailable"}
     """
     change = load(task_patch, json_body(), "The change")
     execute_at = change["executeAt"]
