@@ -105,7 +105,14 @@ class TaskInputSchema(Schema):
         allow_none=True, validate=[validate.Length(min=1, max=MAX_KEY_LENGTH), _no_nul]
     )
     maxRetries = StrictInteger(allow_none=True, validate=validate.Range(min=0, max=1000))
-    queue = fields.String(allow_none=True, validate=check_queue)  # null: the default queue
+    queue = fields.String(
+        allow_none=True,
+        validate=check_queue,
+        metadata={
+            "description": "The queue to put the task in (null or omitted: `default`, today "
+            "the only one)."
+        },
+    )
 
     def __init__(self, schemes: frozenset[str], **kwargs: Any):
         super().__init__(**kwargs)
@@ -219,7 +226,7 @@ class TaskOutputSchema(Schema):
         ordered = True
 
     id = fields.String()
-    queue = fields.String()
+    queue = fields.String(metadata={"description": "The task's queue."})
     # Credentials the URL may carry (userinfo, query values) are never shown.
     webhookUrl = fields.Function(lambda task: masked_url(task.webhook_url))
     executeAt = Timestamp(attribute="execute_at")

@@ -207,7 +207,10 @@ class BulkFilterSchema(Schema):
         validate=validate.Length(min=1, error="Name at least one status."),
         metadata={"description": f"Any of: {STATUS_NAMES}."},
     )
-    queue = fields.String(validate=check_queue)
+    queue = fields.String(
+        validate=check_queue,
+        metadata={"description": "Only tasks of this queue (today `default` is the only one)."},
+    )
     createdBefore = fields.AwareDateTime(
         format="iso", validate=_check_time, metadata={"description": "createdAt < this."}
     )
