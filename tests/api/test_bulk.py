@@ -163,6 +163,18 @@ def test_the_creation_range_picks_tasks(client, db):
     assert {get_task(client, t["id"])["status"] for t in old} == {"pending"}
 
 
+def test_bounds_far_out_take_everything_on_their_side(client):
+    created = enqueue_array(client, 3)
+    body = {
+        "createdAfter": "0001-01-01T00:00:00+05:00",  # before year 1 in UTC
+        "createdBefore": "9999-12-31T23:59:59-05:00",  # after 9999 in UTC
+    }
+    assert bulk(client, "cancel", body) == {"count": 3}
+    assert bulk(client, "retry", {"createdBefore": "0001-01-01T00:00:00Z"}) == {"count": 0}
+    assert bulk(client, "retry", {"createdAfter": "9999-01-01T00:00:00Z"}) == {"count": 0}
+    assert {get_task(client, t["id"])["status"] for t in created} == {"cancelled"}
+
+
 def test_cancel_across_several_batches(client, store):
     """1,201 tasks: three batches of the default 500, every one cancelled."""
     created = enqueue_array(client, 1000) + enqueue_array(client, 201)
