@@ -241,7 +241,13 @@ def reschedule_task(task_id: str) -> Response:
         404: {$ref: "#/components/responses/NotFound"}
         409: {$ref: "#/components/responses/Conflict"}
     """
-    change = load(task_patch, json_body(), "The change")
+    try:
+        change = load(task_patch, json_body(), "The change")
+    except ApiError:
+        # No task, nothing to change: 404 before any complaint about the body.
+        if _store().get(task_id) is None:
+            raise _not_found(task_id) from None
+        raise
     execute_at = change["executeAt"]
     return _change(
         task_id,

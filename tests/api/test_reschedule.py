@@ -68,8 +68,10 @@ def test_other_states_are_409_and_nothing_changes(client, tasks_by_status, statu
 
 
 @pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "abc", "' OR 1=1 --"])
-def test_an_unknown_task_is_404(client, task_id):
-    assert_error(patch(client, task_id, {"executeAt": FUTURE}), 404, "not_found")
+@pytest.mark.parametrize("body", [{"executeAt": FUTURE}, {}, {"webhookUrl": NOWHERE}, "x"])
+def test_an_unknown_task_is_404_whatever_the_body(client, task_id, body):
+    assert_error(patch(client, task_id, body), 404, "not_found")
+    assert_error(client.patch(f"/api/v1/tasks/{task_id}", data=b"{nope"), 404, "not_found")
 
 
 @pytest.mark.parametrize(
