@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 
 from flask import Blueprint, Response, current_app, jsonify
 
@@ -95,15 +94,7 @@ def describe(task_filter: TaskFilter) -> str:
     if task_filter.queue is not None:
         parts.append(f"queue={task_filter.queue}")
     if task_filter.created_after is not None:
-        parts.append(f"createdAfter={_moment(task_filter.created_after)}")
+        parts.append(f"createdAfter={timestamp_text(task_filter.created_after)}")
     if task_filter.created_before is not None:
-        parts.append(f"createdBefore={_moment(task_filter.created_before)}")
+        parts.append(f"createdBefore={timestamp_text(task_filter.created_before)}")
     return " ".join(parts)
-
-
-def _moment(value: datetime) -> str:
-    """A time in UTC as the API writes it; as given when UTC is beyond year 1..9999."""
-    try:
-        return timestamp_text(value) or ""
-    except OverflowError:
-        return value.isoformat()

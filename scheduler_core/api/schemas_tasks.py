@@ -8,7 +8,7 @@ and gives the route the values it needs (a `TaskFilter`'s pieces, a keyset posit
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -237,12 +237,22 @@ class BulkFilterSchema(Schema):
     @staticmethod
     def task_filter(body: dict[str, Any]) -> TaskFilter:
         statuses = body.get("status")
+        before, after = body.get("createdBefore"), body.get("createdAfter")
         return TaskFilter(
             statuses=frozenset(TaskStatus(s) for s in statuses) if statuses is not None else None,
             queue=body.get("queue"),
-            created_before=body.get("createdBefore"),
-            created_after=body.get("createdAfter"),
+            created_before=utc_bound(before) if before is not None else None,
+            created_after=utc_bound(after) if after is not None else None,
         )
+
+
+def utc_bound(moment: datetime) -> datetime:
+    """`moment` in UTC; one beyond what UTC can hold in a datetime (year 1 at +05:00, say)
+    as the earliest or latest time there is, which bounds the same tasks."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year < 5000 else datetime.max).replace(tzinfo=UTC)
 
 
 # -- what the bulk routes answer (for the API document; the routes write it) -------------

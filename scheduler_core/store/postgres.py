@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
@@ -121,7 +121,9 @@ class PostgresStore(SqlStore):
         return value  # psycopg2 parses json columns
 
     def _time_param(self, moment: datetime) -> str:
-        return moment.isoformat()
+        # In UTC: PostgreSQL refuses the offsets beyond ±15:59 that RFC 3339 and Python
+        # allow ("-18:38" would be a 500).
+        return moment.astimezone(UTC).isoformat()
 
     def _keys_param(self, keys: list[str]) -> dict[str, list[str]]:
         return {"keys": keys}

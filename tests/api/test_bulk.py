@@ -171,6 +171,7 @@ def test_bounds_far_out_take_everything_on_their_side(client):
     }
     assert bulk(client, "cancel", body) == {"count": 3}
     assert bulk(client, "retry", {"createdBefore": "0001-01-01T00:00:00Z"}) == {"count": 0}
+    assert bulk(client, "retry", {"createdBefore": "2001-01-01T00:00:00-18:38"}) == {"count": 0}
     assert bulk(client, "retry", {"createdAfter": "9999-01-01T00:00:00Z"}) == {"count": 0}
     assert {get_task(client, t["id"])["status"] for t in created} == {"cancelled"}
 

@@ -29,6 +29,20 @@ def test_a_pending_task_is_due_at_the_new_time(client):
     assert get_task(client, task["id"]) == moved
 
 
+@pytest.mark.parametrize("offset", ["-18:38", "+23:59", "+15:59"])
+def test_any_utc_offset_rfc_3339_allows(client, offset):
+    """PostgreSQL takes offsets up to ±15:59 only; the API takes what RFC 3339 does."""
+    task = enqueue(client, executeAt=FUTURE)
+    moved = patch(client, task["id"], {"executeAt": f"2030-01-01T00:00:00{offset}"})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    sign = -1 if offset[0] == "+" else 1
+    hours, minutes = map(int, offset[1:].split(":"))
+    expected = parse_time("2030-01-01T00:00:00Z") + sign * timedelta(hours=hours, minutes=minutes)
+    assert parse_time(moved.get_json()["executeAt"]) == expected
+    created = enqueue(client, executeAt=f"2030-01-01T00:00:00{offset}")
+    assert parse_time(created["executeAt"]) == expected
+
+
 def test_a_past_time_is_due_at_once(client, dispatcher, receiver):
     task = enqueue(client, receiver.url("/moved"), executeAt=FUTURE)
     dispatcher.tick()
