@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from scheduler_core.api import bulk, config_routes, cross_origin, health, plugin_routes, tasks
+from scheduler_core.api import config_routes, cross_origin, edits, health, plugin_routes, tasks
 from scheduler_core.api.errors import ApiError, register_error_handlers
 from scheduler_core.http_guard import HostPolicy
 from scheduler_core.plugin_manager import PluginManager
@@ -55,7 +55,7 @@ def create_app(
 
     register_error_handlers(app)
     app.register_blueprint(tasks.bp)
-    app.register_blueprint(bulk.bp)
+    app.register_blueprint(edits.bp)
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)

@@ -1,4 +1,4 @@
-"""/api/v1/tasks: enqueue, read, list, reschedule, cancel, retry (bulk: bulk.py)."""
+"""/api/v1/tasks: enqueue, read, list, cancel, retry (reschedule and bulk: edits.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from scheduler_core.api.body import json_body
 from scheduler_core.api.errors import ApiError
 from scheduler_core.api.fast_path import read_task, read_tasks, task_json
 from scheduler_core.api.schemas import TaskInputSchema, attempt_output
-from scheduler_core.api.schemas_tasks import ListQuerySchema, list_query, load, task_patch
+from scheduler_core.api.schemas_tasks import ListQuerySchema, list_query, load
 from scheduler_core.logs import loggable_url
 from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
 from scheduler_core.plugin_manager import PluginManager
@@ -217,44 +217,6 @@ def _change(task_id: str, change: Callable[[str], Task], refusal: str, event: st
         raise ApiError(409, "conflict", refusal.format(status=status), {"status": status}) from None
     log.info("task=%s %s", task.id, event)
     return jsonify(task_json(task))
-
-
-@bp.patch("/<task_id>")
-def reschedule_task(task_id: str) -> Response:
-    """Reschedule a pending task.
-    ---
-    patch:
-      summary: Reschedule a pending task
-      description: >
-        The task's executeAt and nextAttemptAt become the new time; a past time is due at
-        once. Only a pending task can be rescheduled: a task that is running (or claimed
-        while this request ran), resolved, stale or cancelled gives 409 and is not changed.
-      tags: [tasks]
-      parameters:
-        - {in: path, name: task_id, required: true, schema: {type: string}}
-      requestBody:
-        required: true
-        content: {application/json: {schema: TaskPatch}}
-      responses:
-        200: {description: The rescheduled task, content: {application/json: {schema: TaskOutput}}}
-        400: {$ref: "#/components/responses/BadRequest"}
-        404: {$ref: "#/components/responses/NotFound"}
-        409: {$ref: "#/components/responses/Conflict"}
-    """
-    try:
-        change = load(task_patch, json_body(), "The change")
-    except ApiError:
-        # No task, nothing to change: 404 before any complaint about the body.
-        if _store().get(task_id) is None:
-            raise _not_found(task_id) from None
-        raise
-    execute_at = change["executeAt"]
-    return _change(
-        task_id,
-        lambda i: _store().reschedule(i, execute_at),
-        "Only pending tasks can be rescheduled; this one is {status}.",
-        f"rescheduled through the API, due={execute_at.isoformat()}",
-    )
 
 
 @bp.delete("/<task_id>")

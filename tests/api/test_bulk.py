@@ -290,10 +290,10 @@ def test_retry_across_several_batches(client, store):
 
 def test_one_log_line_per_request_with_the_filter_and_count(client, caplog):
     enqueue_array(client, 3)
-    with caplog.at_level(logging.INFO, logger="scheduler_core.api.bulk"):
+    with caplog.at_level(logging.INFO, logger="scheduler_core.api.edits"):
         body = {"status": ["pending"], "queue": "default", "createdAfter": "2001-01-01T00:00:00Z"}
         assert bulk(client, "cancel", body) == {"count": 3}
-    [line] = [r.getMessage() for r in caplog.records if r.name == "scheduler_core.api.bulk"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "scheduler_core.api.edits"]
     assert "3 tasks cancelled" in line
     assert "status=pending" in line and "queue=default" in line
     assert "createdAfter=2001-01-01T00:00:00Z" in line

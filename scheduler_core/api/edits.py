@@ -1,9 +1,10 @@
-"""POST /api/v1/tasks:retry and /api/v1/tasks:cancel: a verb on every task a filter
-matches, each task as the single-task verb would take it.
+"""Changing tasks beyond one transition of one task: `PATCH /api/v1/tasks/{id}`
+reschedules a pending task; `POST /api/v1/tasks:retry` and `/api/v1/tasks:cancel` apply
+a verb to every task a filter matches, each task as the single-task verb would take it.
 
-The store works in batches (a transaction each), so a retry of a million stale tasks never
-holds one giant lock, and dispatchers deliver the first retried tasks while later batches
-are still being written. The answer counts the tasks that changed.
+The store works the bulk actions in batches (a transaction each), so a retry of a million
+stale tasks never holds one giant lock, and dispatchers deliver the first retried tasks
+while later batches are still being written. The answer counts the tasks that changed.
 """
 
 from __future__ import annotations
@@ -14,21 +15,77 @@ from collections.abc import Callable
 from flask import Blueprint, Response, current_app, jsonify
 
 from scheduler_core.api.body import json_body
+from scheduler_core.api.errors import ApiError
+from scheduler_core.api.fast_path import task_json
 from scheduler_core.api.schemas import timestamp_text
-from scheduler_core.api.schemas_tasks import BulkFilterSchema, bulk_filter, load
+from scheduler_core.api.schemas_tasks import BulkFilterSchema, bulk_filter, load, task_patch
 from scheduler_core.models import TaskFilter
-from scheduler_core.store.base import Store
+from scheduler_core.store.base import Store, TaskConflict, TaskNotFound
 
 log = logging.getLogger(__name__)
 # Not tasks.bp's prefix: a blueprint joins its prefix and a rule with "/", which would
 # make ":retry" "/api/v1/tasks/:retry". "/api/v1/tasks:retry" is a path of its own, apart
-# from "/api/v1/tasks/<task_id>" (a task id never holds a ":" and a "/" never matches it).
-bp = Blueprint("tasks_bulk", __name__, url_prefix="/api/v1")
+# from "/api/v1/tasks/<task_id>" (a "/" never matches the task id part).
+bp = Blueprint("task_edits", __name__, url_prefix="/api/v1")
 
 
 def _store() -> Store:
     store: Store = current_app.extensions["scheduler_store"]
     return store
+
+
+def _not_found(task_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"No task with id {task_id!r}.")
+
+
+@bp.patch("/tasks/<task_id>")
+def reschedule_task(task_id: str) -> Response:
+    """Reschedule a pending task.
+    ---
+    patch:
+      summary: Reschedule a pending task
+      description: >
+        The task's executeAt and nextAttemptAt become the new time; a past time is due at
+        once. Only a pending task can be rescheduled: a task that is running (or claimed
+        while this request ran), resolved, stale or cancelled gives 409 and is not changed.
+        An unknown task is 404 whatever the body.
+      tags: [tasks]
+      parameters:
+        - {in: path, name: task_id, required: true, schema: {type: string}}
+      requestBody:
+        required: true
+        content: {application/json: {schema: TaskPatch}}
+      responses:
+        200: {description: The rescheduled task, content: {application/json: {schema: TaskOutput}}}
+        400: {$ref: "#/components/responses/BadRequest"}
+        404: {$ref: "#/components/responses/NotFound"}
+        409: {$ref: "#/components/responses/Conflict"}
+    """
+    store = _store()
+    try:
+        change = load(task_patch, json_body(), "The change")
+    except ApiError:
+        # No task, nothing to change: 404 before any complaint about the body.
+        if store.get(task_id) is None:
+            raise _not_found(task_id) from None
+        raise
+    execute_at = change["executeAt"]
+    try:
+        task = store.reschedule(task_id, execute_at)
+    except TaskNotFound:
+        raise _not_found(task_id) from None
+    except TaskConflict as exc:
+        status = exc.task.status.value
+        raise ApiError(
+            409,
+            "conflict",
+            f"Only pending tasks can be rescheduled; this one is {status}.",
+            {"status": status},
+        ) from None
+    log.info(
+        "task=%s rescheduled through the API, due=%s", task.id, timestamp_text(task.execute_at)
+    )
+    return jsonify(task_json(task))
 
 
 @bp.post("/tasks:retry")
