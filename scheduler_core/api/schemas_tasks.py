@@ -140,6 +140,7 @@ class ListQuerySchema(Schema):
 
     @staticmethod
     def task_filter(query: dict[str, Any]) -> TaskFilter:
+        """The store's filter for a loaded query."""
         return TaskFilter(statuses=query["status"], queue=query["queue"])
 
 
@@ -236,6 +237,7 @@ class BulkFilterSchema(Schema):
 
     @staticmethod
     def task_filter(body: dict[str, Any]) -> TaskFilter:
+        """The store's filter for a loaded body; times in UTC."""
         statuses = body.get("status")
         before, after = body.get("createdBefore"), body.get("createdAfter")
         return TaskFilter(
