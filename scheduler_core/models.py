@@ -11,7 +11,7 @@ from typing import Any
 
 from scheduler_core.runtime_config import RuntimeConfig
 
-# Every task is in this queue until named queues exist.
+# The one queue there is until named queues come: every task is in it.
 DEFAULT_QUEUE = "default"
 
 
@@ -41,6 +41,7 @@ class NewTask:
     payload: Any = None
     idempotency_key: str | None = None
     max_retries: int | None = None
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,21 @@ class Task:
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
+    queue: str = DEFAULT_QUEUE  # every task's, until named queues exist
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a list or a bulk action takes; every field set must match.
+
+    `statuses` None takes every status (an empty set takes none). `queue` None takes every
+    queue. `created_before` / `created_after` bound `created_at` to [after, before).
+    """
+
+    statuses: frozenset[TaskStatus] | None = None
+    queue: str | None = None
+    created_before: datetime | None = None  # created_at <  this
+    created_after: datetime | None = None  # created_at >= this
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from scheduler_core import ui
 from scheduler_core.api import (
     config_routes,
     cross_origin,
+    edits,
     health,
     metrics_routes,
     plugin_routes,
@@ -66,6 +67,7 @@ def create_app(
 
     register_error_handlers(app)
     app.register_blueprint(tasks.bp)
+    app.register_blueprint(edits.bp)
     app.register_blueprint(config_routes.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)

@@ -27,11 +27,11 @@ from scheduler_core.api.schemas import (
     timestamp_text,
     webhook_url_problem,
 )
-from scheduler_core.models import NewTask, Task
+from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
 from scheduler_core.redaction import masked_url
 
 INPUT_FIELDS = frozenset(
-    ("webhookUrl", "webhookAuth", "executeAt", "payload", "idempotencyKey", "maxRetries")
+    ("webhookUrl", "webhookAuth", "executeAt", "payload", "idempotencyKey", "maxRetries", "queue")
 )
 
 
@@ -55,6 +55,9 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
         return None
     retries = item.get("maxRetries")
     if retries is not None and (type(retries) is not int or not 0 <= retries <= 1000):
+        return None
+    queue = item.get("queue")
+    if queue is not None and queue != DEFAULT_QUEUE:  # the one queue there is (or a non-str)
         return None
     execute_at = item.get("executeAt")
     if execute_at is not None:
@@ -93,6 +96,7 @@ def task_json(task: Task) -> dict[str, Any]:
     """The task as the API shows it: TaskOutputSchema's fields, in its order."""
     return {
         "id": task.id,
+        "queue": task.queue,
         "webhookUrl": masked_url(task.webhook_url),  # no userinfo, no query values
         "executeAt": timestamp_text(task.execute_at),
         "status": task.status.value,

@@ -49,6 +49,7 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "scheduler_core.api.schemas",
     "scheduler_core.api.schemas_common",
     "scheduler_core.api.schemas_stats",
+    "scheduler_core.api.schemas_tasks",
     "scheduler_core.runtime_config",
 )
 # The dashboard's pages and the static files are for browsers, not API clients.

@@ -13,7 +13,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from scheduler_core.marshmallow_base import ResponseSchema, StrictInteger
-from scheduler_core.models import AttemptOutcome, TaskStatus
+from scheduler_core.models import DEFAULT_QUEUE, AttemptOutcome, TaskStatus
 from scheduler_core.redaction import masked_url
 from scheduler_core.targets import (
     TargetError,
@@ -39,6 +39,26 @@ _AUTHORITY = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@\[\]\u00a0-\U0010ffff]*")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 # Any character outside what a header value may hold: TAB, visible ASCII, ISO-8859-1 upper half.
 _HEADER_FORBIDDEN = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+
+
+def quoted(value: str, limit: int = 64) -> str:
+    """`value` as an error message quotes what a client sent: repr, cut at `limit`."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def queue_problem(name: str) -> str | None:
+    """Why `name` cannot be used as a queue, or None. Named queues come later: until then
+    `default` is the only one there is."""
+    if name != DEFAULT_QUEUE:
+        return f"No queue named {quoted(name)}."
+    return None
+
+
+def check_queue(name: str) -> None:
+    """A marshmallow validator: ValidationError naming the queue unless it exists."""
+    problem = queue_problem(name)
+    if problem:
+        raise ValidationError(problem)
 
 
 def _no_nul(value: str) -> None:
@@ -112,6 +132,14 @@ class TaskInputSchema(Schema):
         metadata={
             "description": "Retries after the first attempt, for this task; null: the "
             "configuration's maxRetries, read at each failure."
+        },
+    )
+    queue = fields.String(
+        allow_none=True,
+        validate=check_queue,
+        metadata={
+            "description": "The queue to put the task in (null or omitted: `default`, today "
+            "the only one)."
         },
     )
 
@@ -234,6 +262,7 @@ class TaskOutputSchema(ResponseSchema):
         ordered = True
 
     id = fields.String(required=True, metadata=_out("Opaque task id."))
+    queue = fields.String(required=True, metadata=_out("The task's queue."))
     # Credentials the URL may carry (userinfo, query values) are never shown.
     webhookUrl = fields.Function(
         lambda task: masked_url(task.webhook_url),

@@ -1,4 +1,4 @@
-"""/api/v1/tasks: enqueue, read, list, cancel, retry."""
+"""/api/v1/tasks: enqueue, read, list, cancel, retry (reschedule and bulk: edits.py)."""
 
 from __future__ import annotations
 
@@ -14,23 +14,16 @@ from scheduler_core.api.body import json_body
 from scheduler_core.api.errors import ApiError
 from scheduler_core.api.fast_path import read_task, read_tasks, task_json
 from scheduler_core.api.schemas import TaskInputSchema, attempt_output
+from scheduler_core.api.schemas_tasks import ListQuerySchema, list_query, load
 from scheduler_core.logs import loggable_url
-from scheduler_core.models import NewTask, Task, TaskStatus
+from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
 from scheduler_core.plugin_manager import PluginManager
-from scheduler_core.store.base import (
-    Store,
-    TaskConflict,
-    TaskNotFound,
-    decode_cursor,
-    encode_cursor,
-)
+from scheduler_core.store.base import Store, TaskConflict, TaskNotFound, encode_cursor
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
 
 MAX_BATCH = 1000
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 
 def _store() -> Store:
@@ -162,6 +155,7 @@ def _new_task(item: dict[str, Any]) -> NewTask:
         payload=item.get("payload"),
         idempotency_key=item.get("idempotencyKey"),
         max_retries=item.get("maxRetries"),
+        queue=item.get("queue") or DEFAULT_QUEUE,
     )
 
 
@@ -211,62 +205,38 @@ def list_tasks() -> Response:
     """List tasks, newest first.
     ---
     get:
+      summary: List tasks, newest first
+      description: >
+        Pages are stable while tasks are added or change state: pass `nextCursor` back as
+        `cursor` for the next page, with the same filters.
       tags: [tasks]
       parameters:
         - in: query
           name: status
-          description: Only tasks in this status (empty or absent - every status).
           allowEmptyValue: true
-          schema: {type: string, enum: [pending, running, resolved, stale, cancelled]}
+          schema: {type: string, example: "pending,stale"}
+          description: >
+            Only tasks in these statuses, comma-separated, any of pending, running,
+            resolved, stale, cancelled (each checked).
+        - in: query
+          name: queue
+          schema: {type: string, example: default}
+          description: Only tasks of this queue (today `default` is the only one).
         - in: query
           name: limit
-          description: Tasks per page.
           schema: {type: integer, minimum: 1, maximum: 1000, default: 100}
         - in: query
           name: cursor
-          description: The nextCursor of the previous page.
           schema: {type: string}
+          description: The `nextCursor` of the previous page.
       responses:
-        200: {description: A page of tasks., content: {application/json: {schema: TaskPage}}}
+        200: {description: A page of tasks, content: {application/json: {schema: TaskPage}}}
         400: {$ref: "#/components/responses/BadRequest"}
     """
-    args = request.args
-    status = None
-    if args.get("status"):
-        try:
-            status = TaskStatus(args["status"])
-        except ValueError:
-            known = ", ".join(s.value for s in TaskStatus)
-            raise ApiError(
-                400,
-                "validation_error",
-                "Unknown status.",
-                {"status": [f"Must be one of: {known}."]},
-            ) from None
-    limit = DEFAULT_LIMIT
-    if args.get("limit") is not None:
-        raw = args["limit"]
-        # ASCII only: "²".isdigit() is True but int() refuses it; "５" would pass as 5
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-            raise ApiError(
-                400,
-                "validation_error",
-                "Bad limit.",
-                {"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]},
-            )
-        limit = int(raw)
-    before = None
-    if args.get("cursor"):
-        try:
-            before = decode_cursor(args["cursor"])
-        except ValueError:
-            raise ApiError(
-                400,
-                "validation_error",
-                "Malformed cursor.",
-                {"cursor": ["Pass back the nextCursor of a previous page."]},
-            ) from None
-    tasks, next_position = _store().list_tasks(status, limit, before)
+    query = load(list_query, request.args, "The query")
+    tasks, next_position = _store().list_tasks(
+        ListQuerySchema.task_filter(query), query["limit"], query["cursor"]
+    )
     return jsonify(
         {
             "tasks": [task_json(t) for t in tasks],

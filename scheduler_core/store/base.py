@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from scheduler_core.models import (
@@ -21,6 +22,7 @@ from scheduler_core.models import (
     QueueCounts,
     RecordedOutcome,
     Task,
+    TaskFilter,
     TaskStatus,
 )
 from scheduler_core.runtime_config import RuntimeConfig
@@ -71,9 +73,15 @@ class Store(Protocol):
     def get(self, task_id: str) -> Task | None: ...
 
     def list_tasks(
-        self, status: TaskStatus | None, limit: int, before: int | None
+        self, filter: TaskFilter, limit: int, before: int | None
     ) -> tuple[list[Task], int | None]:
-        """Newest first; `before` is a keyset position; returns the next position."""
+        """Up to `limit` tasks matching `filter`, newest first (by creation order).
+
+        `before` is a keyset position from a previous call (None: from the newest); the
+        second value is the position to pass for the next page, None on the last page.
+        Pages stay stable while tasks are added or change state: a position is a task's
+        place in creation order, not an offset.
+        """
 
     def attempts(self, task_id: str) -> list[AttemptRecord] | None:
         """Every attempt of the task in order, or None when the task does not exist."""
@@ -87,6 +95,23 @@ class Store(Protocol):
 
     def retry(self, task_id: str) -> Task:
         """stale/cancelled -> pending, due now, with a fresh budget; else TaskConflict."""
+
+    def reschedule(self, task_id: str, execute_at: datetime) -> Task:
+        """A pending task's executeAt and nextAttemptAt become `execute_at` (a past time
+        is due at once), in one conditional write, waking dispatchers when it is due
+        soon. TaskConflict when the task is in any other state (a claim that wins the
+        race included: nothing is changed then); TaskNotFound."""
+
+    def bulk_cancel(self, filter: TaskFilter, batch_size: int = 500) -> int:
+        """Cancel every pending or stale task matching `filter`, as `cancel` would, in
+        transactions of `batch_size` tasks; return how many were cancelled. Running and
+        resolved tasks are left alone; cancelled ones are not counted again. Tasks
+        enqueued after the call began are left alone."""
+
+    def bulk_retry(self, filter: TaskFilter, batch_size: int = 500) -> int:
+        """Retry every stale or cancelled task matching `filter`, as `retry` would (due
+        now, a fresh budget, dispatchers woken), in transactions of `batch_size` tasks;
+        return how many were retried."""
 
     def get_config(self) -> RuntimeConfig: ...
 

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
@@ -33,7 +33,9 @@ def _load_queries() -> dict[str, str]:
     columns = raw["task_columns"]
     window = f"{WAKE_WINDOW_S} seconds"
     return {
-        name: sql.replace("{task_columns}", columns).replace("{wake_window}", window)
+        name: sql.replace("{task_filter}", raw["task_filter"])
+        .replace("{task_columns}", columns)
+        .replace("{wake_window}", window)
         for name, sql in raw.items()
     }
 
@@ -126,7 +128,9 @@ class PostgresStore(SqlStore):
         return value  # psycopg2 parses json columns
 
     def _time_param(self, moment: datetime) -> str:
-        return moment.isoformat()
+        # In UTC: PostgreSQL refuses the offsets beyond ±15:59 that RFC 3339 and Python
+        # allow ("-18:38" would be a 500).
+        return moment.astimezone(UTC).isoformat()
 
     def _keys_param(self, keys: list[str]) -> dict[str, list[str]]:
         return {"keys": keys}

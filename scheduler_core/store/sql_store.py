@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from scheduler_core.encryption import AuthCipher, reveal
 from scheduler_core.models import (
+    DEFAULT_QUEUE,
     AttemptOutcome,
     AttemptRecord,
     ClaimedTask,
@@ -29,11 +30,12 @@ from scheduler_core.models import (
     NewTask,
     RecordedOutcome,
     Task,
+    TaskFilter,
     TaskStatus,
 )
 from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
 from scheduler_core.store import sql_transfer
-from scheduler_core.store.base import StoreError, TaskConflict, TaskNotFound
+from scheduler_core.store.base import MAX_POSITION, StoreError, TaskConflict, TaskNotFound
 from scheduler_core.store.changes import (
     WAKE_WINDOW_S,
     ChangeFeed,
@@ -53,6 +55,13 @@ _LATENESS_CAP_MS = 2**53
 # A rotation batch rolled back by a deadlock or a serialization failure is tried again.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 ROTATE_TRIES = 5
+# A reschedule that finds its task leaving and re-entering `pending` looks again this often.
+RESCHEDULE_TRIES = 3
+BULK_BATCH = 500
+BULK_TRIES = 5
+ALL_STATUSES = frozenset(TaskStatus)
+CANCELLABLE = frozenset({TaskStatus.PENDING, TaskStatus.STALE})  # as cancel_task takes
+RETRYABLE = frozenset({TaskStatus.STALE, TaskStatus.CANCELLED})  # as retry_task takes
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 Row = Mapping[str, Any]
@@ -136,6 +145,12 @@ class SqlStore(StatsVerbs, ABC):
     def _keys_param(self, keys: list[str]) -> Any:
         """A list of idempotency keys as get_tasks_by_idempotency_keys takes it."""
 
+    def _statuses_param(self, statuses: frozenset[TaskStatus]) -> dict[str, Any]:
+        """The statuses a list or a bulk action takes, as its statement's parameters: a
+        flag per status (:pending, :stale...) and the list (`statuses`)."""
+        flags: dict[str, Any] = {status.value: status in statuses for status in TaskStatus}
+        return {**flags, "statuses": sorted(status.value for status in statuses)}
+
     def _batch(self, cur: Cursor, query: str, rows: list[dict[str, Any]]) -> None:
         for params in rows:
             cur.execute(query, params)
@@ -210,11 +225,22 @@ class SqlStore(StatsVerbs, ABC):
         return self._task(row) if row else None
 
     def list_tasks(
-        self, status: TaskStatus | None, limit: int, before: int | None
+        self, filter: TaskFilter, limit: int, before: int | None
     ) -> tuple[list[Task], int | None]:
-        params = {"status": status.value if status else None, "before": before, "limit": limit + 1}
+        if not _may_match(filter):
+            return [], None
+        params: dict[str, Any] = {
+            **self._filter_params(filter),
+            # No cursor: before every position, so the query is one index range either way.
+            "before": before if before is not None else MAX_POSITION,
+            "limit": limit + 1,
+        }
+        query = "list_tasks"
+        if filter.statuses is not None and filter.statuses != ALL_STATUSES:
+            query = "list_tasks_by_status"
+            params.update(self._statuses_param(filter.statuses))
         with self._read() as cur:
-            cur.execute(self.q["list_tasks"], params)
+            cur.execute(self.q[query], params)
             rows = cur.fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -257,6 +283,101 @@ class SqlStore(StatsVerbs, ABC):
         task = self._transition(task_id, "retry_task", None)
         self.changes.publish("due")
         return task
+
+    def reschedule(self, task_id: str, execute_at: datetime) -> Task:
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        params = {"id": stored_task_id(task_id), "execute_at": self._time_param(execute_at)}
+        for _ in range(RESCHEDULE_TRIES):
+            with self._tx() as cur:
+                cur.execute(self.q["reschedule_task"], params)
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute(self.q["get_task"], {"id": params["id"]})
+                    row = cur.fetchone()
+                    if row is None:
+                        raise TaskNotFound(task_id)
+                    task = self._task(row)
+                    if task.status is not TaskStatus.PENDING:
+                        raise TaskConflict(task, f"the task is {task.status.value}")
+                    # Not pending when the update looked, pending again now (a failed
+                    # attempt just ended): look again rather than refuse a pending task.
+                    continue
+            task = self._task(row)
+            if _due_soon(task):
+                self.changes.publish("due")
+            return task
+        raise TaskConflict(task, "the task keeps changing state")
+
+    def bulk_cancel(self, filter: TaskFilter, batch_size: int = BULK_BATCH) -> int:
+        return self._bulk("bulk_cancel", filter, CANCELLABLE, batch_size)
+
+    def bulk_retry(self, filter: TaskFilter, batch_size: int = BULK_BATCH) -> int:
+        return self._bulk("bulk_retry", filter, RETRYABLE, batch_size, wakes=True)
+
+    def _bulk(
+        self,
+        query: str,
+        filter: TaskFilter,
+        takes: frozenset[TaskStatus],
+        batch_size: int,
+        wakes: bool = False,
+    ) -> int:
+        """Apply `query` to every task matching `filter` whose status is in `takes`, a
+        transaction per batch of `batch_size` in seq order, so no lock is held for long
+        and dispatchers and enqueues go on between batches. Tasks enqueued after the call
+        began are left alone. Returns how many tasks changed."""
+        statuses = takes if filter.statuses is None else takes & filter.statuses
+        if not statuses or not _may_match(filter):
+            return 0
+        with self._read() as cur:
+            cur.execute(self.q["max_seq"])
+            ceiling = cur.fetchone()["ceiling"]
+        params: dict[str, Any] = {
+            **self._filter_params(filter),
+            **self._statuses_param(statuses),
+            "ceiling": ceiling,
+            "batch": batch_size,
+            "after": 0,
+        }
+        total = 0
+        while True:
+            rows = self._write_retrying(query, params)
+            changed = sum(1 for r in rows if r["changed"])
+            total += changed
+            if changed and wakes:
+                self.changes.publish("due")
+            if len(rows) < batch_size:  # every candidate up to the ceiling was seen
+                return total
+            params["after"] = max(r["seq"] for r in rows)
+
+    def _write_retrying(self, query: str, params: dict[str, Any]) -> list[Row]:
+        """Run one write statement in its own transaction; one PostgreSQL rolled back as a
+        deadlock's victim (rows locked in another order by a concurrent statement) or for
+        a serialization failure is run again."""
+        for attempt in range(1, BULK_TRIES + 1):
+            try:
+                with self._tx() as cur:
+                    cur.execute(self.q[query], params)
+                    return list(cur.fetchall())
+            except self.statement_error as exc:
+                code = getattr(exc, "pgcode", None)
+                if code not in RETRYABLE_SQLSTATES or attempt == BULK_TRIES:
+                    raise
+                log.warning("%s rolled back (SQLSTATE %s); trying the batch again", query, code)
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def _filter_params(self, filter: TaskFilter) -> dict[str, Any]:
+        """The creation range of `filter` as the task_filter fragment takes it."""
+        return {
+            "created_before": (
+                self._time_param(filter.created_before) if filter.created_before else None
+            ),
+            "created_after": (
+                self._time_param(filter.created_after) if filter.created_after else None
+            ),
+        }
 
     def _transition(self, task_id: str, query: str, unchanged_if: TaskStatus | None) -> Task:
         if not is_task_id(task_id):
@@ -412,7 +533,7 @@ class SqlStore(StatsVerbs, ABC):
         """A read transaction whose statements all see one snapshot of the database."""
         return self._read()
 
-    def _statuses_param(self, statuses: Sequence[str]) -> Any:
+    def _status_list_param(self, statuses: Sequence[str]) -> Any:
         return list(statuses)
 
     def _ids_param(self, ids: Sequence[str]) -> Any:
@@ -481,7 +602,15 @@ class SqlStore(StatsVerbs, ABC):
 
 
 def _due_soon(task: Task) -> bool:
-    return (task.next_attempt_at - task.created_at).total_seconds() <= WAKE_WINDOW_S
+    """Whether a task just written (enqueued, rescheduled) is due within the wake-up
+    window of that write: its updated_at is the database clock of the write."""
+    return (task.next_attempt_at - task.updated_at).total_seconds() <= WAKE_WINDOW_S
+
+
+def _may_match(filter: TaskFilter) -> bool:
+    """False when `filter` can match no task whatever the data: a queue other than the one
+    there is, or an empty set of statuses."""
+    return filter.queue in (None, DEFAULT_QUEUE) and filter.statuses != frozenset()
 
 
 def _outcome_row(item: RecordedOutcome) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def export_counts(store: SqlStore) -> ExportCounts:
 def export_tasks(
     store: SqlStore, statuses: frozenset[TaskStatus], batch_size: int = 500
 ) -> Iterator[ExportedTask]:
-    wanted = store._statuses_param(sorted(s.value for s in statuses))
+    wanted = store._status_list_param(sorted(s.value for s in statuses))
     with store._snapshot() as cur:
         after = 0
         while True:

@@ -79,7 +79,8 @@ def _load_queries() -> dict[str, str]:
     raw = queries_for("sqlite")
     columns = raw["task_columns"]
     return {
-        name: sql.replace("{task_columns}", columns)
+        name: sql.replace("{task_filter}", raw["task_filter"])
+        .replace("{task_columns}", columns)
         # Outside a write transaction scheduler_now() is NULL: SQLite's own clock then.
         .replace("{now}", f"coalesce(scheduler_now(), ({raw['now']}))")
         .replace("{clock}", f"({raw['now']})")
@@ -229,7 +230,7 @@ class SqliteStore(SqlStore):
     def _placeholder(self, name: str) -> str:
         return f":{name}"
 
-    def _statuses_param(self, statuses: Sequence[str]) -> str:
+    def _status_list_param(self, statuses: Sequence[str]) -> str:
         return json.dumps(list(statuses))
 
     def _ids_param(self, ids: Sequence[str]) -> str:

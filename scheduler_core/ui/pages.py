@@ -13,7 +13,7 @@ from flask import Response, abort, request
 
 from scheduler_core.api.fast_path import task_json
 from scheduler_core.api.schemas import attempt_output
-from scheduler_core.models import Task, TaskStatus
+from scheduler_core.models import Task, TaskFilter, TaskStatus
 from scheduler_core.runtime_config import BOUNDS, to_camel
 from scheduler_core.store.base import decode_cursor, encode_cursor
 from scheduler_core.store.sql_store import is_task_id
@@ -57,7 +57,8 @@ def list_tasks(
     status: TaskStatus | None, limit: int, before: int | None
 ) -> tuple[list[Task], int | None]:
     """A page of tasks, newest first, of one status or all, through the API's list verb."""
-    return store().list_tasks(status, limit, before)
+    task_filter = TaskFilter(statuses=frozenset({status}) if status else None)
+    return store().list_tasks(task_filter, limit, before)
 
 
 def notice() -> dict[str, Any]:

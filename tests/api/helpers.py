@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from scheduler_core.models import TaskFilter
+
 TASK_FIELDS = {
     "id",
     "webhookUrl",
@@ -14,6 +16,7 @@ TASK_FIELDS = {
     "nextAttemptAt",
     "payload",
     "idempotencyKey",
+    "queue",
     "lastError",
     "lastStatusCode",
     "createdAt",
@@ -30,7 +33,7 @@ def all_tasks(store):
     """Every stored task, walking the store's pages (newest first)."""
     tasks, before = [], None
     while True:
-        page, before = store.list_tasks(None, 1000, before)
+        page, before = store.list_tasks(TaskFilter(), 1000, before)
         tasks.extend(page)
         if before is None:
             return tasks

@@ -84,6 +84,7 @@ VALID = {
     "payload": {"n": 1},
     "idempotencyKey": "key-1",
     "maxRetries": 3,
+    "queue": "default",
 }
 FIELD_VALUES: dict[str, Any] = {
     "webhookUrl": st.one_of(urls, scalars),
@@ -92,6 +93,7 @@ FIELD_VALUES: dict[str, Any] = {
     "payload": payloads,
     "idempotencyKey": st.one_of(texts, scalars),
     "maxRetries": st.one_of(st.sampled_from([-1, 0, 1000, 1001]), st.integers(), scalars),
+    "queue": st.one_of(st.sampled_from(["default", "Default", "other", ""]), scalars),
     "unknown": scalars,
 }
 
@@ -128,6 +130,7 @@ EDGE_VALUES: dict[str, list[Any]] = {
     "payload": [None, 0, "", [], {"a": [1, {"b": None}]}],
     "idempotencyKey": ["", "x" * 255, "x" * 256, "nul\x00", 7, False],
     "maxRetries": [-1, 0, 1000, 1001, True, 2.0, "3"],
+    "queue": ["default", None, "other", "", "default ", 0, False],
 }
 
 
@@ -148,6 +151,7 @@ def test_plainly_valid_tasks_take_the_fast_path() -> None:
         "payload": {"order": 7, "tags": ["a"]},
         "idempotencyKey": "order-7",
         "maxRetries": 3,
+        "queue": "default",
     }
     assert set(item) == INPUT_FIELDS
     fast = read_task(item, SCHEMES)

@@ -233,7 +233,9 @@ def test_status_filter_returns_only_that_status(client, tasks_by_status):
     assert len(list_page(client)["tasks"]) == len(STATUSES)
 
 
-@pytest.mark.parametrize("status", ["done", "PENDING", "failed", "pending,stale", "0"])
+@pytest.mark.parametrize(
+    "status", ["done", "PENDING", "failed", "pending,done", "0", "pending,", ",stale", "a,,b"]
+)
 def test_unknown_status_is_refused(client, status):
     error = assert_error(client.get(f"/api/v1/tasks?status={status}"), 400, "validation_error")
     assert "status" in error["details"]

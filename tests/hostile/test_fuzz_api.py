@@ -158,8 +158,11 @@ limits = st.one_of(
 )
 statuses = st.one_of(
     st.sampled_from([*STATUSES, "PENDING", "Resolved", "", " pending", "running\n"]),
+    st.sampled_from(["pending,", ",", "stale,,pending", "pending, stale"]),
+    st.lists(st.sampled_from(STATUSES), min_size=1, max_size=3).map(",".join),
     query_text,
 )
+queues = st.one_of(st.sampled_from(["default", "Default", "x", ""]), query_text)
 cursors = st.one_of(
     st.integers(min_value=0, max_value=2**64).map(encode_cursor),
     st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: _b64(f"v1:{n}")),
@@ -173,6 +176,7 @@ queries = st.lists(
         st.tuples(st.just("status"), statuses),
         st.tuples(st.just("limit"), limits),
         st.tuples(st.just("cursor"), cursors),
+        st.tuples(st.just("queue"), queues),
         st.tuples(st.sampled_from(["Status", "LIMIT", "page", "status[]"]), query_text),
     ),
     max_size=4,
@@ -192,7 +196,7 @@ def test_list_queries_are_200_or_400_never_500(client, db, seeded, pairs):
     if response.status_code == 400:
         error = assert_error_shape(response)
         assert error["code"] == "validation_error"
-        assert set(error["details"]) <= {"status", "limit", "cursor"}
+        assert set(error["details"]) <= {"status", "limit", "cursor", "queue"}
         return
     body = response.get_json()
     assert set(body) == {"tasks", "nextCursor"}
@@ -202,13 +206,94 @@ def test_list_queries_are_200_or_400_never_500(client, db, seeded, pairs):
         assert raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 1000, raw
         limit = int(raw)
     assert len(body["tasks"]) <= min(limit, total)
-    if args.get("status"):
-        assert args["status"] in STATUSES
-        assert {t["status"] for t in body["tasks"]} <= {args["status"]}
+    if args.get("status"):  # comma-separated, each one a status
+        named = set(args["status"].split(","))
+        assert named <= set(STATUSES), args["status"]
+        assert {t["status"] for t in body["tasks"]} <= named
+    if args.get("queue"):
+        assert args["queue"] == "default"
     if body["nextCursor"] is not None:
         follow = client.get("/api/v1/tasks", query_string={"cursor": body["nextCursor"]})
         assert follow.status_code == 200
     assert task_total(db) == total
+
+
+# -- PATCH /api/v1/tasks/{id} and the bulk filters -------------------------------------
+
+time_texts = st.sampled_from(
+    [
+        "2030-01-01T00:00:00Z",
+        "2030-01-01T00:00:00z",
+        "2030-01-01T00:00:00+05:30",
+        "2030-01-01T00:00:00",
+        "2030-01-01",
+        "2030-01-01T00:00:00+25:00",
+        "1969-12-31T23:59:59Z",
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "",
+    ]
+)
+task_fields = st.sampled_from(["executeAt", "webhookUrl", "webhookAuth", "status", "id", ""])
+patch_bodies = st.one_of(
+    st.dictionaries(task_fields, st.one_of(time_texts, json_values), max_size=3),
+    st.fixed_dictionaries({"executeAt": time_texts}),
+    json_values,
+)
+filter_keys = st.one_of(
+    st.sampled_from(["status", "queue", "createdBefore", "createdAfter"]),
+    st.sampled_from(["Status", "ids", "created_before", ""]),
+    st.text(max_size=6),
+)
+filter_values = st.one_of(
+    st.lists(st.sampled_from([*STATUSES, "PENDING", "", " stale", "x"]), max_size=3),
+    st.sampled_from(["default", "Default", "x"]),
+    time_texts,
+    json_values,
+)
+filter_bodies = st.one_of(st.dictionaries(filter_keys, filter_values, max_size=4), json_values)
+
+
+def stored_tasks(db: Any) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT id, status, execute_at, next_attempt_at, attempts, budget_start, updated_at"
+        " FROM scheduler_tasks ORDER BY seq"
+    )
+
+
+@fuzz
+@given(body=patch_bodies, which=st.sampled_from(["pending", "running", "cancelled"]))
+def test_reschedules_never_crash_and_refusals_change_nothing(client, db, seeded, body, which):
+    before = stored_tasks(db)
+    response = client.patch(f"/api/v1/tasks/{seeded[which]}", data=json.dumps(body))
+    event(f"{which} {response.status_code}")
+    assert response.status_code in (200, 400, 409), response.get_data(as_text=True)
+    if response.status_code != 200:
+        assert_error_shape(response)
+        assert stored_tasks(db) == before
+        return
+    assert which == "pending" and set(body) == {"executeAt"}
+    moved = response.get_json()
+    assert moved["executeAt"] == moved["nextAttemptAt"]
+
+
+@fuzz
+@given(body=filter_bodies, verb=st.sampled_from(["retry", "cancel"]))
+def test_bulk_filters_never_crash_and_refusals_change_nothing(client, db, seeded, body, verb):
+    before = stored_tasks(db)
+    response = client.post(f"/api/v1/tasks:{verb}", data=json.dumps(body))
+    event(f"{verb} {response.status_code}")
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    if response.status_code == 400:
+        assert assert_error_shape(response)["code"] == "validation_error"
+        assert stored_tasks(db) == before
+        return
+    assert isinstance(body, dict) and body
+    assert set(body) <= {"status", "queue", "createdBefore", "createdAfter"}
+    count = response.get_json()["count"]
+    assert type(count) is int and 0 <= count <= len(before)
+    running = [row for row in before if row[1] == "running"]
+    assert [row for row in stored_tasks(db) if row[0] in {r[0] for r in running}] == running
 
 
 # -- task ids in paths -------------------------------------------------------------------

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from scheduler_core import hookimpl
-from scheduler_core.models import ClaimedTask, DeliveryReport, RecordedOutcome, RetryDecision
+from scheduler_core.models import (
+    ClaimedTask,
+    DeliveryReport,
+    RecordedOutcome,
+    RetryDecision,
+    TaskFilter,
+)
 from scheduler_core.testing import Receiver, RequestFailed, Scheduler
 
 LATER = "2099-01-01T00:00:00Z"
@@ -109,7 +115,7 @@ def test_an_auth_plugin_that_raises_answers_500_and_does_nothing() -> None:
         assert response.status_code == 500
         assert response.get_json()["error"]["code"] == "internal_error"
         assert "session store" not in response.get_data(as_text=True)
-        assert scheduler.store.list_tasks(None, 10, None) == ([], None)
+        assert scheduler.store.list_tasks(TaskFilter(), 10, None) == ([], None)
         assert scheduler.client.get("/healthz").status_code == 200  # not under /api/
 
 

@@ -14,6 +14,7 @@ import scheduler_core
 from scheduler_core import hookspecs
 from scheduler_core.api import create_app
 from scheduler_core.hookspecs import hookimpl
+from scheduler_core.models import TaskFilter
 from scheduler_core.plugin_manager import BUILTIN_PLUGINS, DEFAULT_PLUGINS, PluginManager
 from scheduler_core.settings import Settings
 from scheduler_core.store import Store
@@ -205,7 +206,7 @@ def test_an_installed_plugin_takes_over_from_the_builtin_in_the_api(
     assert listed.status_code == 401
     assert listed.json is not None and listed.json["error"]["code"] == "unauthorized"
     assert enqueued.status_code == 401
-    assert store.list_tasks(None, 10, None) == ([], None)
+    assert store.list_tasks(TaskFilter(), 10, None) == ([], None)
     # Health endpoints are outside /api/v1 and stay open.
     assert client.get("/healthz").status_code == 200
 

@@ -44,12 +44,118 @@ SELECT {task_columns} FROM scheduler_tasks WHERE idempotency_key = ANY(%(keys)s)
 -- name: get_task
 SELECT {task_columns} FROM scheduler_tasks WHERE id = %(id)s
 
+-- name: task_filter
+-- What a list or a bulk action matches besides the status: the creation range of a
+-- TaskFilter (NULL: unbounded).
+(%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
+AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
+
 -- name: list_tasks
+-- Newest first, every status: a backward walk of the seq index from the cursor.
 SELECT {task_columns} FROM scheduler_tasks
-WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
-  AND (%(before)s::bigint IS NULL OR seq < %(before)s::bigint)
+WHERE seq < %(before)s AND {task_filter}
 ORDER BY seq DESC
 LIMIT %(limit)s
+
+-- name: list_tasks_by_status
+-- Newest first among the statuses whose flag (%(pending)s, %(running)s, ...) is true:
+-- each status's newest, merged, so a page reads at most `limit` rows per status. The
+-- status is a constant in each branch, so the planner reads its frequency from the
+-- statistics: a rare one from the (status, seq) index, a common one by walking the seq
+-- index. (A `status = ANY(...)` can walk every task to find a rare status.) A branch
+-- whose flag is false is never run.
+SELECT {task_columns} FROM scheduler_tasks WHERE seq IN (
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(pending)s AND status = 'pending' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(running)s AND status = 'running' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(resolved)s AND status = 'resolved' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(stale)s AND status = 'stale' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT seq FROM scheduler_tasks
+     WHERE %(cancelled)s AND status = 'cancelled' AND seq < %(before)s AND {task_filter}
+     ORDER BY seq DESC LIMIT %(limit)s)
+)
+ORDER BY seq DESC
+LIMIT %(limit)s
+
+-- name: max_seq
+-- Where a bulk action stops: tasks enqueued after it began are left alone.
+SELECT coalesce(max(seq), 0) AS ceiling FROM scheduler_tasks
+
+-- name: bulk_cancel
+-- One batch of a bulk cancel: the next `batch` matching pending or stale tasks (flags
+-- %(pending)s, %(stale)s) in seq order after `after`, picked as list_tasks_by_status
+-- picks them, cancelled if they still are in `statuses` once their row lock is had (a
+-- task a dispatcher claimed meanwhile is left alone). Returns every candidate's seq and
+-- whether it changed.
+WITH candidate AS (
+    SELECT id, seq FROM (
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(pending)s AND status = 'pending' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
+        UNION ALL
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(stale)s AND status = 'stale' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
+    ) AS c
+    ORDER BY seq
+    LIMIT %(batch)s
+), changed AS (
+    UPDATE scheduler_tasks t
+    SET status = 'cancelled', updated_at = now()
+    -- By id from an array: each candidate found through the primary key, never a join
+    -- that reads every task of the statuses (a plan stale statistics could choose).
+    WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
+    RETURNING t.id
+)
+SELECT c.seq, ch.id IS NOT NULL AS changed
+FROM candidate c LEFT JOIN changed ch ON ch.id = c.id
+
+-- name: bulk_retry
+-- One batch of a bulk retry, picked as bulk_cancel picks it (flags %(stale)s,
+-- %(cancelled)s): each task pending again as retry_task makes it (due now, a fresh
+-- budget); one NOTIFY per batch.
+WITH candidate AS (
+    SELECT id, seq FROM (
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(stale)s AND status = 'stale' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
+        UNION ALL
+        (SELECT id, seq FROM scheduler_tasks
+         WHERE %(cancelled)s AND status = 'cancelled' AND seq > %(after)s AND seq <= %(ceiling)s
+           AND {task_filter}
+         ORDER BY seq LIMIT %(batch)s)
+    ) AS c
+    ORDER BY seq
+    LIMIT %(batch)s
+), changed AS (
+    UPDATE scheduler_tasks t
+    SET status = 'pending', next_attempt_at = now(), budget_start = t.attempts,
+        updated_at = now()
+    -- By id from an array: each candidate found through the primary key, never a join
+    -- that reads every task of the statuses (a plan stale statistics could choose).
+    WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
+    RETURNING t.id
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM changed LIMIT 1
+)
+-- `woken` is selected so the planner cannot drop the NOTIFY.
+SELECT c.seq, ch.id IS NOT NULL AS changed, w.woken
+FROM candidate c LEFT JOIN changed ch ON ch.id = c.id
+CROSS JOIN (SELECT count(*) AS woken FROM wake) AS w
 
 -- name: task_exists
 SELECT 1 FROM scheduler_tasks WHERE id = %(id)s
@@ -85,6 +191,24 @@ WITH retried AS (
 )
 SELECT {task_columns}, w.woken
 FROM retried LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
+
+-- name: reschedule_task
+-- PATCH executeAt: a pending task is due at the new time (a past one at once). The state
+-- is checked in the UPDATE itself: a task claimed meanwhile is not touched.
+WITH moved AS (
+    UPDATE scheduler_tasks
+    SET execute_at = %(execute_at)s::timestamptz,
+        next_attempt_at = %(execute_at)s::timestamptz,
+        updated_at = now()
+    WHERE id = %(id)s AND status = 'pending'
+    RETURNING *
+), wake AS (
+    SELECT pg_notify('scheduler_core', 'due') FROM moved
+    WHERE next_attempt_at <= now() + interval '{wake_window}'
+    LIMIT 1
+)
+SELECT {task_columns}, w.woken
+FROM moved LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
 -- name: get_config
 SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,

@@ -38,12 +38,111 @@ WHERE idempotency_key IN (SELECT value FROM json_each(:keys))
 -- name: get_task
 SELECT {task_columns} FROM scheduler_tasks WHERE id = :id
 
+-- name: task_filter
+-- What a list or a bulk action matches besides the status: the creation range of a
+-- TaskFilter (NULL: unbounded).
+(:created_before IS NULL OR created_at < :created_before)
+AND (:created_after IS NULL OR created_at >= :created_after)
+
 -- name: list_tasks
+-- Newest first, every status: a backward walk of the rowid (seq) from the cursor.
 SELECT {task_columns} FROM scheduler_tasks
-WHERE (:status IS NULL OR status = :status)
-  AND (:before IS NULL OR seq < :before)
+WHERE seq < :before AND {task_filter}
 ORDER BY seq DESC
 LIMIT :limit
+
+-- name: list_tasks_by_status
+-- Newest first among the statuses whose flag (:pending, :running, ...) is 1: each
+-- status's newest from the (status, seq) index, merged, so a page reads at most `limit`
+-- rows per status however many tasks of other statuses lie between them. A branch whose
+-- flag is 0 is skipped before it reads anything.
+SELECT {task_columns} FROM scheduler_tasks WHERE seq IN (
+    SELECT seq FROM (
+        SELECT seq FROM scheduler_tasks
+        WHERE :pending AND status = 'pending' AND seq < :before AND {task_filter}
+        ORDER BY seq DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT seq FROM (
+        SELECT seq FROM scheduler_tasks
+        WHERE :running AND status = 'running' AND seq < :before AND {task_filter}
+        ORDER BY seq DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT seq FROM (
+        SELECT seq FROM scheduler_tasks
+        WHERE :resolved AND status = 'resolved' AND seq < :before AND {task_filter}
+        ORDER BY seq DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT seq FROM (
+        SELECT seq FROM scheduler_tasks
+        WHERE :stale AND status = 'stale' AND seq < :before AND {task_filter}
+        ORDER BY seq DESC LIMIT :limit
+    )
+    UNION ALL
+    SELECT seq FROM (
+        SELECT seq FROM scheduler_tasks
+        WHERE :cancelled AND status = 'cancelled' AND seq < :before AND {task_filter}
+        ORDER BY seq DESC LIMIT :limit
+    )
+)
+ORDER BY seq DESC
+LIMIT :limit
+
+-- name: max_seq
+-- Where a bulk action stops: tasks enqueued after it began are left alone.
+SELECT coalesce(max(seq), 0) AS ceiling FROM scheduler_tasks
+
+-- name: bulk_cancel
+-- One batch of a bulk cancel: the next `batch` matching pending or stale tasks (flags
+-- :pending, :stale) in seq order after `after`, each status's from the (status, seq)
+-- index. The write lock is held: what is read is what is changed.
+UPDATE scheduler_tasks SET status = 'cancelled', updated_at = {now}
+WHERE seq IN (
+    SELECT seq FROM (
+        SELECT seq FROM (
+            SELECT seq FROM scheduler_tasks
+            WHERE :pending AND status = 'pending' AND seq > :after AND seq <= :ceiling
+              AND {task_filter}
+            ORDER BY seq LIMIT :batch
+        )
+        UNION ALL
+        SELECT seq FROM (
+            SELECT seq FROM scheduler_tasks
+            WHERE :stale AND status = 'stale' AND seq > :after AND seq <= :ceiling
+              AND {task_filter}
+            ORDER BY seq LIMIT :batch
+        )
+    )
+    ORDER BY seq LIMIT :batch
+)
+RETURNING seq, 1 AS changed
+
+-- name: bulk_retry
+-- One batch of a bulk retry, picked as bulk_cancel picks it (flags :stale, :cancelled):
+-- each task pending again as retry_task makes it (due now, a fresh budget).
+UPDATE scheduler_tasks
+SET status = 'pending', next_attempt_at = {now}, budget_start = attempts, updated_at = {now}
+WHERE seq IN (
+    SELECT seq FROM (
+        SELECT seq FROM (
+            SELECT seq FROM scheduler_tasks
+            WHERE :stale AND status = 'stale' AND seq > :after AND seq <= :ceiling
+              AND {task_filter}
+            ORDER BY seq LIMIT :batch
+        )
+        UNION ALL
+        SELECT seq FROM (
+            SELECT seq FROM scheduler_tasks
+            WHERE :cancelled AND status = 'cancelled' AND seq > :after AND seq <= :ceiling
+              AND {task_filter}
+            ORDER BY seq LIMIT :batch
+        )
+    )
+    ORDER BY seq LIMIT :batch
+)
+RETURNING seq, 1 AS changed
 
 -- name: task_exists
 SELECT 1 FROM scheduler_tasks WHERE id = :id
@@ -71,6 +170,13 @@ RETURNING {task_columns}
 UPDATE scheduler_tasks
 SET status = 'pending', next_attempt_at = {now}, budget_start = attempts, updated_at = {now}
 WHERE id = :id AND status IN ('stale', 'cancelled')
+RETURNING {task_columns}
+
+-- name: reschedule_task
+-- PATCH executeAt: a pending task is due at the new time (a past one at once).
+UPDATE scheduler_tasks
+SET execute_at = :execute_at, next_attempt_at = :execute_at, updated_at = {now}
+WHERE id = :id AND status = 'pending'
 RETURNING {task_columns}
 
 -- name: get_config

@@ -1,0 +1,157 @@
+"""Changing tasks beyond one transition of one task: `PATCH /api/v1/tasks/{id}`
+reschedules a pending task; `POST /api/v1/tasks:retry` and `/api/v1/tasks:cancel` apply
+a verb to every task a filter matches, each task as the single-task verb would take it.
+
+The store works the bulk actions in batches (a transaction each), so a retry of a million
+stale tasks never holds one giant lock, and dispatchers deliver the first retried tasks
+while later batches are still being written. The answer counts the tasks that changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from scheduler_core.api.body import json_body
+from scheduler_core.api.errors import ApiError
+from scheduler_core.api.fast_path import task_json
+from scheduler_core.api.schemas import timestamp_text
+from scheduler_core.api.schemas_tasks import BulkFilterSchema, bulk_filter, load, task_patch
+from scheduler_core.models import TaskFilter
+from scheduler_core.store.base import Store, TaskConflict, TaskNotFound
+
+log = logging.getLogger(__name__)
+# Not tasks.bp's prefix: a blueprint joins its prefix and a rule with "/", which would
+# make ":retry" "/api/v1/tasks/:retry". "/api/v1/tasks:retry" is a path of its own, apart
+# from "/api/v1/tasks/<task_id>" (a "/" never matches the task id part).
+bp = Blueprint("task_edits", __name__, url_prefix="/api/v1")
+
+
+def _store() -> Store:
+    store: Store = current_app.extensions["scheduler_store"]
+    return store
+
+
+def _not_found(task_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"No task with id {task_id!r}.")
+
+
+@bp.patch("/tasks/<task_id>")
+def reschedule_task(task_id: str) -> Response:
+    """Reschedule a pending task.
+    ---
+    patch:
+      summary: Reschedule a pending task
+      description: >
+        The task's executeAt and nextAttemptAt become the new time; a past time is due at
+        once. Only a pending task can be rescheduled: a task that is running (or claimed
+        while this request ran), resolved, stale or cancelled gives 409 and is not changed.
+        An unknown task is 404 whatever the body.
+      tags: [tasks]
+      parameters:
+        - {in: path, name: task_id, required: true, schema: {type: string}}
+      requestBody:
+        required: true
+        content: {application/json: {schema: TaskPatch}}
+      responses:
+        200: {description: The rescheduled task, content: {application/json: {schema: TaskOutput}}}
+        400: {$ref: "#/components/responses/BadRequest"}
+        404: {$ref: "#/components/responses/NotFound"}
+        409: {$ref: "#/components/responses/Conflict"}
+    """
+    store = _store()
+    try:
+        change = load(task_patch, json_body(), "The change")
+    except ApiError:
+        # No task, nothing to change: 404 before any complaint about the body.
+        if store.get(task_id) is None:
+            raise _not_found(task_id) from None
+        raise
+    execute_at = change["executeAt"]
+    try:
+        task = store.reschedule(task_id, execute_at)
+    except TaskNotFound:
+        raise _not_found(task_id) from None
+    except TaskConflict as exc:
+        status = exc.task.status.value
+        raise ApiError(
+            409,
+            "conflict",
+            f"Only pending tasks can be rescheduled; this one is {status}.",
+            {"status": status},
+        ) from None
+    log.info(
+        "task=%s rescheduled through the API, due=%s", task.id, timestamp_text(task.execute_at)
+    )
+    return jsonify(task_json(task))
+
+
+@bp.post("/tasks:retry")
+def bulk_retry() -> Response:
+    """Retry every stale or cancelled task a filter matches.
+    ---
+    post:
+      summary: Retry every stale or cancelled task a filter matches
+      description: >
+        Each matching stale or cancelled task is pending again, due now, with a fresh
+        retry budget, as `POST /api/v1/tasks/{id}/retry` makes it; tasks in other states
+        are left alone, as are tasks enqueued after the request began. Works in batches.
+      tags: [tasks]
+      requestBody:
+        required: true
+        content: {application/json: {schema: BulkFilter}}
+      responses:
+        200:
+          description: How many tasks were retried
+          content: {application/json: {schema: BulkResult}}
+        400: {$ref: "#/components/responses/BadRequest"}
+    """
+    return _bulk("retried", lambda store, f: store.bulk_retry(f))
+
+
+@bp.post("/tasks:cancel")
+def bulk_cancel() -> Response:
+    """Cancel every pending or stale task a filter matches.
+    ---
+    post:
+      summary: Cancel every pending or stale task a filter matches
+      description: >
+        Each matching pending or stale task is cancelled, as `DELETE /api/v1/tasks/{id}`
+        cancels it; running and resolved tasks are left alone, and tasks already cancelled
+        are not counted. Tasks enqueued after the request began are left alone. Works in
+        batches.
+      tags: [tasks]
+      requestBody:
+        required: true
+        content: {application/json: {schema: BulkFilter}}
+      responses:
+        200:
+          description: How many tasks were cancelled
+          content: {application/json: {schema: BulkResult}}
+        400: {$ref: "#/components/responses/BadRequest"}
+    """
+    return _bulk("cancelled", lambda store, f: store.bulk_cancel(f))
+
+
+def _bulk(done: str, verb: Callable[[Store, TaskFilter], int]) -> Response:
+    body = load(bulk_filter, json_body(), "The filter")
+    task_filter = BulkFilterSchema.task_filter(body)
+    count = verb(_store(), task_filter)
+    log.info("bulk: %d tasks %s, filter %s", count, done, describe(task_filter))
+    return jsonify({"count": count})
+
+
+def describe(task_filter: TaskFilter) -> str:
+    """The filter as a log line shows it: only the fields given."""
+    parts = []
+    if task_filter.statuses is not None:
+        parts.append("status=" + ",".join(sorted(task_filter.statuses)))
+    if task_filter.queue is not None:
+        parts.append(f"queue={task_filter.queue}")
+    if task_filter.created_after is not None:
+        parts.append(f"createdAfter={timestamp_text(task_filter.created_after)}")
+    if task_filter.created_before is not None:
+        parts.append(f"createdBefore={timestamp_text(task_filter.created_before)}")
+    return " ".join(parts)
