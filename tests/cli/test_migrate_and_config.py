@@ -298,6 +298,11 @@ def test_plugins_lists_the_builtins_in_a_table() -> None:
             ("scheduler_core.plugins.api_key_auth", "-", "scheduler_authorize"),
             ("scheduler_core.plugins.backoff_retry", "-", "scheduler_retry_decision"),
             ("scheduler_core.plugins.delivery_log", "-", "scheduler_run_attempt"),
+            (
+                "scheduler_core.plugins.metrics",
+                "-",
+                "scheduler_attempt_lost, scheduler_run_attempt",
+            ),
         ]
     ]
 

@@ -286,7 +286,7 @@ def test_export_never_creates_a_database_nor_overwrites_a_file(tmp_path: Path) -
     assert not (tmp_path / "nowhere.db").exists() and not (tmp_path / "out.jsonl").exists()
 
     url = sqlite_url(tmp_path, "empty.db")
-    assert run_cli(url, "migrate").returncode == 0
+    assert run_cli(url, "migrate", "--create").returncode == 0
     existing = tmp_path / "keep.jsonl"
     existing.write_text("mine\n")
     result = run_cli(None, "export", "-o", str(existing), env=_env(url, None))
