@@ -4,9 +4,10 @@ Applies to /api/ paths only, before authentication:
 
 - While the API is open (no SCHEDULER_API_KEYS), a request whose Host is not an address the
   server listens on nor a name in SCHEDULER_ALLOWED_HOSTS is refused with 403
-  `host_not_allowed` (a DNS-rebinding page); one whose Origin is neither listed in
-  SCHEDULER_CORS_ORIGINS nor the server's own origin is refused with 403
-  `origin_not_allowed` (a cross-site page, `text/plain` POSTs included). A request without
+  `forbidden`, details.reason `host_not_allowed` (a DNS-rebinding page); one whose Origin
+  is neither listed in SCHEDULER_CORS_ORIGINS nor the server's own origin is refused with
+  403 `forbidden`, reason `origin_not_allowed` (a cross-site page, `text/plain` POSTs
+  included). A request without
   an Origin header (curl, a server-side client) is not a cross-site browser request.
 - With API keys, a page cannot use the API without a key, so neither check applies (a
   proxy or a container may then use any Host name).
@@ -50,9 +51,10 @@ def install(app: Flask, settings: Settings, policy: HostPolicy, prefix: str) -> 
         if is_open and not policy.allows_host(host):
             raise ApiError(
                 403,
-                "host_not_allowed",
+                "forbidden",
                 f"Host {_shown(host or '')!r} is not an address this server listens on; add "
                 "the name to SCHEDULER_ALLOWED_HOSTS, or set SCHEDULER_API_KEYS.",
+                {"reason": ["host_not_allowed"]},
             )
         listed = origin is not None and policy.lists_origin(origin)
         if (
@@ -63,8 +65,9 @@ def install(app: Flask, settings: Settings, policy: HostPolicy, prefix: str) -> 
             if not listed:
                 raise ApiError(
                     403,
-                    "origin_not_allowed",
+                    "forbidden",
                     f"Origin {_shown(origin)!r} is not in SCHEDULER_CORS_ORIGINS.",
+                    {"reason": ["origin_not_allowed"]},
                 )
             response = Response(status=204)
             response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
@@ -74,9 +77,10 @@ def install(app: Flask, settings: Settings, policy: HostPolicy, prefix: str) -> 
         if is_open and origin is not None and not listed and not policy.same_origin(origin, host):
             raise ApiError(
                 403,
-                "origin_not_allowed",
+                "forbidden",
                 f"Origin {_shown(origin)!r} may not use this API; add it to "
                 "SCHEDULER_CORS_ORIGINS.",
+                {"reason": ["origin_not_allowed"]},
             )
         return None
 

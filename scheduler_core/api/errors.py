@@ -12,17 +12,15 @@ from scheduler_core.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# Every `error.code` the API answers with: SPEC.md's list, the 403 of the open API's Host and
-# Origin checks (cross_origin.py) by their precise names, and `bad_request` for a 4xx werkzeug
-# raises that has no code of its own. The OpenAPI document lists them as an enum.
+# Every `error.code` the API answers with: SPEC.md's list (the open API's Host and Origin
+# checks answer `forbidden` and name the check in details.reason), and `bad_request` for a
+# 4xx werkzeug raises that has no code of its own. The OpenAPI document lists them as an enum.
 ERROR_CODES = (
     "invalid_json",
     "validation_error",
     "bad_request",
     "unauthorized",
     "forbidden",
-    "host_not_allowed",
-    "origin_not_allowed",
     "not_found",
     "method_not_allowed",
     "conflict",

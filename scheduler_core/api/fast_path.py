@@ -15,7 +15,6 @@ tests/api/test_fast_path.py checks both against the schemas on generated inputs.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from scheduler_core.api.schemas import (
@@ -27,6 +26,7 @@ from scheduler_core.api.schemas import (
     timestamp_text,
     webhook_url_problem,
 )
+from scheduler_core.marshmallow_base import parse_rfc3339
 from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
 from scheduler_core.redaction import masked_url
 
@@ -64,7 +64,7 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
         if type(execute_at) is not str:
             return None
         try:
-            execute_at = datetime.fromisoformat(execute_at)  # what AwareDateTime("iso") calls
+            execute_at = parse_rfc3339(execute_at)  # what the schema's Rfc3339DateTime calls
         except ValueError:
             return None
         if execute_at.tzinfo is None or execute_at.utcoffset() is None:

@@ -86,8 +86,9 @@ SHARED_RESPONSES: dict[str, dict[str, Any]] = {
     },
     "Forbidden": {
         "description": "The API is open (no keys set) and the request's Host is not this "
-        "server's (host_not_allowed), or it comes from a browser page of an origin not in "
-        "SCHEDULER_CORS_ORIGINS (origin_not_allowed).",
+        "server's, or it comes from a browser page of an origin not in "
+        "SCHEDULER_CORS_ORIGINS: code `forbidden`, details.reason `host_not_allowed` or "
+        "`origin_not_allowed`.",
         "content": _ERROR,
     },
     "NotFound": {"description": "No such task (not_found).", "content": _ERROR},
@@ -198,12 +199,15 @@ def build_document(app: Flask) -> dict[str, Any]:
     for path, operations in _operations_by_path(app).items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
-    # Class docstrings describe the schemas (nested ones were added without).
+    # Class docstrings describe the schemas (nested ones were added without), and a
+    # schema's OPENAPI_EXTRA says what marshmallow fields cannot (minProperties, say).
     for name, cls in classes.items():
-        if cls.__doc__ and name in document["components"]["schemas"]:
-            document["components"]["schemas"][name].setdefault(
-                "description", _paragraphs(cls.__doc__)
-            )
+        component = document["components"]["schemas"].get(name)
+        if component is None:
+            continue
+        if cls.__doc__:
+            component.setdefault("description", _paragraphs(cls.__doc__))
+        component.update(getattr(cls, "OPENAPI_EXTRA", {}))
     return document
 
 

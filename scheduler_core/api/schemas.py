@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from scheduler_core.marshmallow_base import ResponseSchema, StrictInteger
+from scheduler_core.marshmallow_base import ResponseSchema, Rfc3339DateTime, StrictInteger
 from scheduler_core.models import DEFAULT_QUEUE, AttemptOutcome, TaskStatus
 from scheduler_core.redaction import masked_url
 from scheduler_core.targets import (
@@ -104,8 +104,7 @@ class TaskInputSchema(Schema):
             "writeOnly": True,
         },
     )
-    executeAt = fields.AwareDateTime(
-        format="iso",
+    executeAt = Rfc3339DateTime(
         allow_none=True,
         metadata={
             "description": "When to call: RFC 3339 with a UTC offset or Z. Default now; a "

@@ -32,6 +32,7 @@ from scheduler_core.api.schemas import (
     check_queue,
     quoted,
 )
+from scheduler_core.marshmallow_base import Rfc3339DateTime
 from scheduler_core.models import DEFAULT_QUEUE, TaskFilter, TaskStatus
 from scheduler_core.store.base import decode_cursor
 
@@ -132,11 +133,26 @@ class ListQuerySchema(Schema):
 
     @pre_load
     def _from_query(self, data: Any, **_: Any) -> Any:
-        # A repeated parameter counts once, its first value (MultiDict.items() and
-        # dict() give that); `status=a,b` is how several are named.
-        if hasattr(data, "items"):
-            data = {k: v for k, v in data.items() if not (k in BLANK_IS_ABSENT and v == "")}
-        return data
+        # `status=a&status=b` names several statuses as `status=a,b` does (what
+        # requests and most clients send for a list). Any other parameter given twice
+        # with different values is refused: silently keeping one would hide tasks.
+        if not hasattr(data, "getlist"):
+            return data
+        query: dict[str, str] = {}
+        repeated: dict[str, list[str]] = {}
+        for key in data:
+            values = [v for v in data.getlist(key) if not (key in BLANK_IS_ABSENT and v == "")]
+            if not values:
+                continue
+            if key == "status":
+                query[key] = ",".join(values)
+            elif len(set(values)) > 1 and key in self.fields:
+                repeated[key] = [f"Give {key} once; it came {len(values)} times."]
+            else:
+                query[key] = values[0]
+        if repeated:
+            raise ValidationError(repeated)
+        return query
 
     @staticmethod
     def task_filter(query: dict[str, Any]) -> TaskFilter:
@@ -148,11 +164,12 @@ class TaskPatchSchema(Schema):
     """`PATCH /api/v1/tasks/{id}`: what may change in a pending task. At least one field;
     any other field is refused, the task's other fields by name."""
 
+    OPENAPI_EXTRA = {"minProperties": 1}
+
     class Meta:
         unknown = RAISE
 
-    executeAt = fields.AwareDateTime(
-        format="iso",
+    executeAt = Rfc3339DateTime(
         metadata={"description": "The new due time, RFC 3339 with an offset; past: due now."},
     )
 
@@ -194,6 +211,8 @@ class BulkFilterSchema(Schema):
     given must match; at least one field. `createdAfter` is inclusive, `createdBefore`
     exclusive, and must be later than `createdAfter` when both are given."""
 
+    OPENAPI_EXTRA = {"minProperties": 1}
+
     class Meta:
         unknown = RAISE
 
@@ -215,12 +234,10 @@ class BulkFilterSchema(Schema):
         },
     )
     # Any time at all: a bound far out takes everything on its side.
-    createdBefore = fields.AwareDateTime(
-        format="iso", metadata={"description": "Only tasks created before this (exclusive)."}
+    createdBefore = Rfc3339DateTime(
+        metadata={"description": "Only tasks created before this (exclusive)."}
     )
-    createdAfter = fields.AwareDateTime(
-        format="iso", metadata={"description": "Only tasks created at or after this."}
-    )
+    createdAfter = Rfc3339DateTime(metadata={"description": "Only tasks created at or after this."})
 
     @validates_schema
     def _check_filter(self, data: dict[str, Any], **_: Any) -> None:

@@ -53,10 +53,34 @@ def test_every_status_named_is_the_same_as_none(client, tasks_by_status):
     assert len(list_page(client)["tasks"]) == len(STATUSES)
 
 
-def test_a_repeated_status_parameter_counts_its_first_value(client, tasks_by_status):
-    """As for every query parameter; several statuses are named with commas."""
-    page = list_page(client, "?status=pending&status=stale")
-    assert [t["status"] for t in page["tasks"]] == ["pending"]
+def test_a_repeated_status_parameter_adds_its_statuses(client, tasks_by_status):
+    """`status=a&status=b` (what requests sends for a list) is `status=a,b`: keeping only
+    one value would hide the other status's tasks."""
+    repeated = list_page(client, "?status=pending&status=stale&status=")
+    assert repeated == list_page(client, "?status=pending,stale")
+    assert sorted(t["status"] for t in repeated["tasks"]) == ["pending", "stale"]
+    bad = client.get("/api/v1/tasks?status=pending&status=bogus")
+    assert "status" in assert_error(bad, 400, "validation_error")["details"]
+
+
+@pytest.mark.parametrize(
+    "query, named",
+    [
+        ("?limit=1&limit=3", "limit"),
+        ("?queue=default&queue=other", "queue"),
+        ("?cursor=djE6NQ&cursor=djE6Ng", "cursor"),
+    ],
+)
+def test_another_parameter_given_twice_with_different_values_is_refused(
+    client, tasks_by_status, query, named
+):
+    details = assert_error(client.get(f"/api/v1/tasks{query}"), 400, "validation_error")["details"]
+    assert set(details) == {named}
+    assert "once" in details[named][0]
+
+
+def test_a_parameter_repeated_with_the_same_value_is_that_value(client, tasks_by_status):
+    assert list_page(client, "?limit=2&limit=2") == list_page(client, "?limit=2")
 
 
 def test_a_status_named_twice_is_listed_once(client, tasks_by_status):

@@ -431,7 +431,7 @@ def test_error_responses_conform(doc, client):
         "validation_error",
         "not_found",
         "conflict",
-        "host_not_allowed",
+        "forbidden",
         "payload_too_large",
     }
 
@@ -476,3 +476,11 @@ def test_responses_while_the_database_is_unreachable_conform(doc, unreachable_da
         assert response.status_code == 503
         body = assert_conforms(doc, method, path, response)
         assert unreachable_database.internals not in str(body)
+
+
+def test_bodies_that_need_a_field_say_so(doc):
+    """An empty PATCH or bulk filter is a 400: the document says so, so a generated
+    client or a tester does not take `{}` for a valid body."""
+    schemas = doc["components"]["schemas"]
+    assert schemas["TaskPatch"]["minProperties"] == 1
+    assert schemas["BulkFilter"]["minProperties"] == 1

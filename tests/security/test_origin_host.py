@@ -53,9 +53,11 @@ def task_count(server: SchedulerProcess, **headers: str) -> int:
     return len(response.json()["tasks"])
 
 
-def assert_refused(response: requests.Response, code: str) -> None:
+def assert_refused(response: requests.Response, reason: str) -> None:
     assert response.status_code == 403, response.text
-    assert response.json()["error"]["code"] == code
+    error = response.json()["error"]
+    assert error["code"] == "forbidden"  # SPEC.md's code for a 403
+    assert error["details"] == {"reason": [reason]}
     assert "access-control-allow-origin" not in {name.lower() for name in response.headers}
 
 
