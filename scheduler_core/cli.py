@@ -71,18 +71,26 @@ def _plugins(settings: Settings) -> PluginManager:
         raise click.ClickException(str(exc)) from None
 
 
-def _open_migrated_store(settings: Settings, pool_size: int) -> Store:
+def _open_migrated_store(
+    settings: Settings, pool_size: int, applied: list[str] | None = None
+) -> Store:
+    """The store, migrated; the names of the migrations this applied are added to
+    `applied` when given."""
     try:
         store = open_store(
             settings.database_url, pool_size=pool_size, encryption_keys=settings.encryption_keys
         )
-        store.migrate()
+        names = store.migrate()
     except (StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    if applied is not None:
+        applied.extend(names)
     return store
 
 
-def open_database(settings: Settings, create: bool, pool_size: int = 1) -> Store:
+def open_database(
+    settings: Settings, create: bool, pool_size: int = 1, applied: list[str] | None = None
+) -> Store:
     """The migrated store for commands that open the database themselves (`migrate`,
     `config`, `rotate-key`, `export`/`import`), where a wrong working directory or a
     missing SCHEDULER_DATABASE_URL would otherwise go unnoticed.
@@ -92,7 +100,8 @@ def open_database(settings: Settings, create: bool, pool_size: int = 1) -> Store
     which file was looked for and how to go on. Once the database is open and migrated,
     prints ``database: <URL, password masked>`` to stderr, so every successful run says
     which database it used (an error stays one line). ClickException for a database
-    that cannot be opened, as `_open_migrated_store`.
+    that cannot be opened, as `_open_migrated_store`; the migrations applied are added
+    to `applied` when given.
     """
     url = settings.database_url
     if url.lower().startswith("sqlite"):
@@ -110,7 +119,7 @@ def open_database(settings: Settings, create: bool, pool_size: int = 1) -> Store
                 "SCHEDULER_DATABASE_URL or --database-url at the server's database, or "
                 "add --create to make a new one there."
             )
-    store = _open_migrated_store(settings, pool_size=pool_size)
+    store = _open_migrated_store(settings, pool_size=pool_size, applied=applied)
     click.echo(f"database: {shown_database_url(url)}", err=True)
     return store
 
@@ -372,9 +381,14 @@ create_option = click.option(
 def migrate(create: bool, database_url: str | None) -> None:
     """Bring the database schema up to date."""
     settings = _settings(database_url)
-    store = open_database(settings, create)
+    applied: list[str] = []
+    store = open_database(settings, create, applied=applied)
     store.close()
-    click.echo("schema is up to date")
+    if applied:
+        count = f"{len(applied)} migration{'s' if len(applied) != 1 else ''}"
+        click.echo(f"applied {count}: {', '.join(applied)}; schema is up to date")
+    else:
+        click.echo("schema is up to date")
 
 
 @cli.group()

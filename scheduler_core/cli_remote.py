@@ -4,8 +4,17 @@ running server over its REST API, through `scheduler_core.client` (one code path
 Every command takes `--url` (env SCHEDULER_URL, default http://127.0.0.1:8080) and
 `--json` (print the API's JSON answer, for scripts); the API key comes from
 SCHEDULER_API_KEY or `--api-key-file`, never from a flag's value, since a command line
-is visible to every user of the machine (`ps`). Tables are aligned, times in UTC. An
-error is one line on stderr, ``Error: <message> (<code>)``, and exit status 1.
+is visible to every user of the machine (`ps`). Tables are aligned, times in UTC.
+
+What the server sends is shown safely: in tables and text, control and format characters
+(ANSI escapes, CR, bidi overrides) are written as escapes like ``\\x1b``, so a stored
+value cannot recolour the terminal or forge a line; ``--json`` prints exact JSON with
+those characters as ``\\uXXXX`` escapes.
+
+An error the server answers with is ``Error: <message> (<code>)`` on stderr (a 400 adds a
+line per refused field) and exit status 1, as is a server that does not answer. Bad input
+caught before anything is sent is a usage error, click's: a usage hint, ``Error: Invalid
+value for '--at': ...`` and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import logging
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -76,7 +86,7 @@ def remote_options(command: F) -> F:
         try:
             client = Client(url, api_key, timeout=timeout)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--url") from None
+            raise click.BadParameter(str(exc), param_hint=["--url"]) from None
         with client, _reported():
             return command(client=client, as_json=as_json, **kwargs)
 
@@ -88,7 +98,7 @@ def _api_key(path: Path | None) -> str | None:
         return os.environ.get("SCHEDULER_API_KEY", "").strip() or None
     key = path.read_text().strip()
     if not key:
-        raise click.BadParameter(f"{path} is empty", param_hint="--api-key-file")
+        raise click.BadParameter(f"{path} is empty", param_hint=["--api-key-file"])
     return key
 
 
@@ -98,36 +108,92 @@ def _reported() -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        lines = [str(exc), *_detail_lines(exc.details)]
+        lines = [safe_text(exc), *_detail_lines(exc.details)]
         raise click.ClickException("\n".join(lines)) from None
     except ApiError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(safe_text(exc)) from None
     except TransportError as exc:
         raise click.ClickException(
-            f"{exc.message} (is the server running? --url or SCHEDULER_URL names it)"
+            f"{safe_text(exc.message)} (is the server running? --url or SCHEDULER_URL names it)"
         ) from None
     except BadResponse as exc:
-        raise click.ClickException(f"unexpected answer: {exc} (is --url the scheduler?)") from None
+        raise click.ClickException(
+            f"unexpected answer: {safe_text(exc)} (is --url the scheduler?)"
+        ) from None
 
 
 def _detail_lines(details: Any, prefix: str = "  ") -> list[str]:
     """The API's field-by-field details as indented `field: reason` lines."""
     lines: list[str] = []
     if not isinstance(details, dict):
-        return [f"{prefix}{details}"]
+        return [f"{prefix}{safe_text(details)}"]
     for key, value in details.items():
+        name = safe_text(key)
         if isinstance(value, dict):
-            lines.append(f"{prefix}{key}:")
+            lines.append(f"{prefix}{name}:")
             lines.extend(_detail_lines(value, prefix + "  "))
         elif isinstance(value, list):
-            lines.append(f"{prefix}{key}: {' '.join(str(v) for v in value)}")
+            lines.append(f"{prefix}{name}: {' '.join(safe_text(v) for v in value)}")
         else:
-            lines.append(f"{prefix}{key}: {value}")
+            lines.append(f"{prefix}{name}: {safe_text(value)}")
     return lines
 
 
+# -- showing what the server sent ---------------------------------------------------------------
+
+# Characters a terminal acts on or that change how a line reads, rather than showing a
+# glyph: C0 and C1 controls and DEL (Cc: ESC starts ANSI sequences, CR rewrites the line),
+# format characters (Cf: bidi overrides and isolates, zero-width joiners), lone surrogates
+# (Cs: cannot even be encoded) and the line and paragraph separators (Zl, Zp).
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _unsafe(char: str) -> bool:
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def safe_text(value: object) -> str:
+    """`value` as text for a terminal: every control, format or separator character
+    (`_UNSAFE_CATEGORIES`) written as a visible escape: `\\x1b`, `\\r`, `\\u202e`."""
+    text = str(value)
+    if text.isprintable():  # the usual case, checked in C: nothing to escape
+        return text
+    return "".join(_escape(c) if _unsafe(c) else c for c in text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    high, low = divmod(code - 0x10000, 0x400)  # JSON spells these as a surrogate pair
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
+
+
+def json_text(value: Any) -> str:
+    """`value` as indented JSON, UTF-8 letters kept, and every character `safe_text`
+    escapes written as a JSON `\\uXXXX` escape: the same value for a JSON reader, nothing
+    for a terminal to act on. (json.dumps escapes C0 controls in strings already; a raw
+    newline in its output is the indentation's.)"""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    if all(line.isprintable() for line in text.split("\n")):
+        return text
+    return "".join(_json_escape(c) if c != "\n" and _unsafe(c) else c for c in text)
+
+
 def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    click.echo(json_text(value))
 
 
 # -- reading the user's values ------------------------------------------------------------------
@@ -151,12 +217,12 @@ def parse_when(text: str, option: str = "--at") -> datetime:
     except ValueError:
         raise click.BadParameter(
             f"{text!r} is not a time: use 2026-12-01T10:00:00Z, +30s, +5m, +2h, +1d or now",
-            param_hint=option,
+            param_hint=[option],
         ) from None
     if moment.tzinfo is None:
         raise click.BadParameter(
             f"{text!r} has no time zone: add Z for UTC, or an offset like +02:00",
-            param_hint=option,
+            param_hint=[option],
         )
     return moment
 
@@ -171,12 +237,12 @@ def _parse_payload(text: str) -> Any:
             text = Path(text[1:]).read_text()
         except OSError as exc:
             raise click.BadParameter(
-                f"cannot read {text[1:]}: {exc.strerror}", param_hint="--payload"
+                f"cannot read {text[1:]}: {exc.strerror}", param_hint=["--payload"]
             ) from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--payload") from None
+        raise click.BadParameter(f"not valid JSON ({exc})", param_hint=["--payload"]) from None
 
 
 def _statuses(text: str | None) -> list[str] | None:
@@ -188,7 +254,7 @@ def _statuses(text: str | None) -> list[str] | None:
         raise click.BadParameter(
             f"unknown status {', '.join(unknown) or repr(text)}: use one or more of "
             f"{', '.join(STATUSES)}, comma-separated",
-            param_hint="--status",
+            param_hint=["--status"],
         )
     return statuses
 
@@ -204,15 +270,17 @@ def short_time(moment: datetime | None) -> str:
 
 
 def _cut(text: str | None, width: int) -> str:
+    """`text` on one line (white space folded), made safe, cut to `width`."""
     if not text:
         return "-"
-    text = " ".join(text.split())
+    text = safe_text(" ".join(str(text).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns aligned on the widest cell; the last column is not padded."""
-    lines = [list(header), *(list(r) for r in rows)]
+    """Columns aligned on the widest cell; the last column is not padded. Every cell is
+    shown through `safe_text`."""
+    lines = [list(header), *([safe_text(cell) for cell in r] for r in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join([*(c.ljust(w) for c, w in zip(line, widths, strict=False)), line[-1]]).rstrip()
@@ -264,7 +332,7 @@ def _task_details(task: Task) -> str:
     if task.schedule is not None:
         rows.append(("schedule", task.schedule))
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    return "\n".join(f"{name.ljust(width)}  {safe_text(value)}" for name, value in rows)
 
 
 def _attempt_rows(attempts: Sequence[Attempt]) -> list[list[str]]:
@@ -366,7 +434,10 @@ def enqueue(
     if as_json:
         _print_json(task.raw)
     else:
-        click.echo(f"{task.id}  {task.status}, due {short_time(task.next_attempt_at)}")
+        click.echo(
+            f"{safe_text(task.id)}  {safe_text(task.status)}, "
+            f"due {short_time(task.next_attempt_at)}"
+        )
 
 
 @click.group()
@@ -398,7 +469,7 @@ def tasks_list(
         return
     click.echo(table(TASK_HEADER, _task_rows(page.tasks)))
     if page.next_cursor:
-        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+        click.echo(f"more: --cursor {safe_text(page.next_cursor)}", err=True)
 
 
 @tasks.command("show")
@@ -439,7 +510,7 @@ def _one_task_command(
         if as_json:
             _print_json(task.raw)
         else:
-            click.echo(f"{task.id}  now {task.status}")
+            click.echo(f"{safe_text(task.id)}  now {safe_text(task.status)}")
 
     return tasks.command(name, help=help_text)(command)
 
@@ -462,7 +533,7 @@ def tasks_reschedule(client: Client, as_json: bool, task_id: str, at: str) -> No
     if as_json:
         _print_json(task.raw)
     else:
-        click.echo(f"{task.id}  rescheduled: due {short_time(task.next_attempt_at)}")
+        click.echo(f"{safe_text(task.id)}  rescheduled: due {short_time(task.next_attempt_at)}")
 
 
 def _bulk_command(name: str, verb: str, past: str, help_text: str) -> click.Command:
@@ -496,7 +567,7 @@ def _bulk_command(name: str, verb: str, past: str, help_text: str) -> click.Comm
         if as_json:
             _print_json({"count": count})
         else:
-            click.echo(f"{past} {count} task{'s' if count != 1 else ''}")
+            click.echo(f"{past} {safe_text(count)} task{'s' if count != 1 else ''}")
 
     return tasks.command(name, help=help_text)(command)
 

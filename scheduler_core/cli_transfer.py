@@ -66,6 +66,11 @@ def _open(database_url: str | None, create: bool) -> tuple[Settings, Store]:
     return settings, open_database(settings, create, pool_size=2)
 
 
+def _quantity(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 task`, `2 tasks`: `count` with `noun` in the number it takes."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def _counts_text(
     counts: Counter[TaskStatus] | dict[TaskStatus, int],
     statuses: frozenset[TaskStatus] | None = None,
@@ -125,7 +130,8 @@ def export_command(
     finally:
         store.close()
     click.echo(
-        f"exported {sum(exported.values())} tasks ({_counts_text(exported, statuses)}) and "
+        f"exported {_quantity(sum(exported.values()), 'task')} "
+        f"({_counts_text(exported, statuses)}) and "
         f"the runtime config to {shown_name}",
         err=True,
     )
@@ -140,10 +146,11 @@ def export_command(
 class _Unreadable(Exception):
     def __init__(self, ids: list[str]):
         shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        values = _quantity(len(ids), "stored webhookAuth value")
         super().__init__(
-            f"nothing exported: {len(ids)} stored webhookAuth values cannot be opened with "
-            f"SCHEDULER_ENCRYPTION_KEY (tasks {shown}); set it to the key list the server "
-            "on this database uses"
+            f"nothing exported: {values} cannot be opened with SCHEDULER_ENCRYPTION_KEY "
+            f"({'task' if len(ids) == 1 else 'tasks'} {shown}); set it to the key list the "
+            "server on this database uses"
         )
 
 
@@ -154,21 +161,27 @@ def _drain_check(store: Store, force: bool) -> None:
     running = counts.by_status.get(TaskStatus.RUNNING, 0)
     if not running:
         return
-    expired = (
-        f" ({counts.expired_leases} of them with an expired lease: their dispatcher is gone)"
-        if counts.expired_leases
-        else ""
-    )
+    expired = ""
+    if counts.expired_leases and running == 1:
+        expired = " (its lease has expired: its dispatcher is gone)"
+    elif counts.expired_leases:
+        gone = "its dispatcher is" if counts.expired_leases == 1 else "their dispatchers are"
+        expired = f" ({counts.expired_leases} of them with an expired lease: {gone} gone)"
     if not force:
+        one = running == 1
         raise click.ClickException(
-            f"{running} tasks are running{expired}: a server or worker may still be delivering "
-            "on this database. Stop `scheduler serve` and every `scheduler worker` (SIGTERM "
-            "lets deliveries in flight finish) and export again. --force exports them anyway: "
-            "they come in pending and are delivered again (their attempt counts as lost)."
+            f"{_quantity(running, 'task')} {'is' if one else 'are'} running{expired}: a server "
+            "or worker may still be delivering on this database. Stop `scheduler serve` and "
+            "every `scheduler worker` (SIGTERM lets deliveries in flight finish) and export "
+            f"again. --force exports {'it' if one else 'them'} anyway: "
+            f"{'it comes' if one else 'they come'} in pending and "
+            f"{'is' if one else 'are'} delivered again "
+            f"({'its' if one else 'their'} attempt counts as lost)."
         )
     click.echo(
-        f"warning: exporting {running} running tasks{expired} (--force): they are imported "
-        "pending and will be delivered again",
+        f"warning: exporting {_quantity(running, 'running task')}{expired} (--force): "
+        f"{'it is' if running == 1 else 'they are'} imported pending and will be delivered "
+        "again",
         err=True,
     )
 
@@ -300,7 +313,8 @@ def _check_file(stream: IO[str]) -> tuple[ExportHeader, Counter[TaskStatus]]:
     except UnicodeDecodeError:
         raise click.ClickException("nothing imported: the file is not UTF-8 text") from None
     click.echo(
-        f"file: {sum(by_status.values())} tasks ({_counts_text(by_status)}) exported from "
+        f"file: {_quantity(sum(by_status.values()), 'task')} ({_counts_text(by_status)}) "
+        "exported from "
         f"{header.dialect}",
         err=True,
     )
@@ -322,7 +336,7 @@ def _import_batches(store: Store, stream: IO[str], batch_size: int) -> ImportRes
         batches += 1
         if batches % 20 == 0:
             done = len(total.created) + len(total.present) + len(total.key_taken)
-            click.echo(f"... {done} tasks written", err=True)
+            click.echo(f"... {_quantity(done, 'task')} written", err=True)
 
     for _number, task in read_tasks(stream):
         batch.append(task)
@@ -340,22 +354,25 @@ def _report_import(
     settings: Settings,
 ) -> None:
     click.echo(
-        f"imported {len(result.created)} tasks; {len(result.present)} already here (same id), "
-        f"skipped",
+        f"imported {_quantity(len(result.created), 'task')}; {len(result.present)} already here "
+        "(same id), skipped",
         err=True,
     )
-    if by_status.get(TaskStatus.RUNNING):
+    moved = by_status.get(TaskStatus.RUNNING, 0)
+    if moved:
         click.echo(
-            f"{by_status[TaskStatus.RUNNING]} tasks exported running came in pending: they "
-            "will be delivered again",
+            f"{_quantity(moved, 'task')} exported running came in pending: "
+            f"{'it' if moved == 1 else 'they'} will be delivered again",
             err=True,
         )
-    if result.key_taken:
+    taken = len(result.key_taken)
+    if taken:
         shown = ", ".join(result.key_taken[:10])
-        more = f" and {len(result.key_taken) - 10} more" if len(result.key_taken) > 10 else ""
+        more = f" and {taken - 10} more" if taken > 10 else ""
         click.echo(
-            f"warning: {len(result.key_taken)} tasks skipped: another task here holds their "
-            f"idempotency key (tasks {shown}{more})",
+            f"warning: {_quantity(taken, 'task')} skipped: another task here holds "
+            f"{'its' if taken == 1 else 'their'} idempotency key "
+            f"({'task' if taken == 1 else 'tasks'} {shown}{more})",
             err=True,
         )
     click.echo(

@@ -230,8 +230,11 @@ def test_the_installed_command_lists_plugins_and_migrates_a_fresh_database(
 
     with empty_database(db_backend, tmp_path_factory.mktemp("pkgdb"), "scheduler_pkg") as url:
         migrated = run([scheduler, "migrate", "--create", "--database-url", url], cwd=cwd, env=env)
-        assert migrated.stdout.strip() == "schema is up to date"
         shipped = [m.name for m in load_migrations(db_backend)]
+        # A fresh database: every shipped migration applied, and said so.
+        assert migrated.stdout.strip() == (
+            f"applied {len(shipped)} migrations: {', '.join(shipped)}; schema is up to date"
+        ), migrated.stdout
         assert shipped[0] == "0001_initial.sql"
         for name in shipped:
             assert f"applied migration {name}" in migrated.stderr

@@ -6,9 +6,11 @@ rendered from it on the server: no script, no CDN, nothing but the package's tem
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
+from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template
@@ -21,6 +23,21 @@ bp = Blueprint("reference", __name__, template_folder="templates")
 _PAGE_KEY = "scheduler_docs_page"
 _page_lock = threading.Lock()
 _OTHER_TAG = "other"
+# The page's icon: the dashboard's, inlined as a data: URL (no request, so a browser has no
+# /favicon.ico to ask for and log a 404 about; /docs sends no Content-Security-Policy).
+_FAVICON = ("scheduler_core.ui", "static/favicon.svg")
+_NO_ICON = "data:,"  # an empty icon: still no request
+
+
+def favicon_url() -> str:
+    """The dashboard's SVG icon as a `data:` URL (base64: no quote or `://` in the page);
+    an empty one if the file is missing from the installation."""
+    package, name = _FAVICON
+    try:
+        svg = resources.files(package).joinpath(name).read_bytes()
+    except OSError:
+        return _NO_ICON
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 @bp.get("/api/v1/openapi.json")
@@ -61,7 +78,7 @@ def docs_page() -> Response:
             page = current_app.extensions.get(_PAGE_KEY)
             if page is None:
                 model = page_model(document(current_app))
-                page = render_template("api_reference/index.html", **model)
+                page = render_template("api_reference/index.html", favicon=favicon_url(), **model)
                 current_app.extensions[_PAGE_KEY] = page
     return Response(page, mimetype="text/html")
 

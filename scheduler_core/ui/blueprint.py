@@ -6,8 +6,19 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from flask import Blueprint, Response, current_app, make_response, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    render_template,
+    request,
+    request_started,
+)
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Rule
 
 from scheduler_core.http_guard import HostPolicy
 from scheduler_core.plugin_manager import PluginManager
@@ -37,6 +48,32 @@ bp = Blueprint(
     static_url_path="/static",
 )
 display.register(bp)
+
+
+# What a path under /ui that no rule matches is routed to: nothing but the blueprint's
+# 404 page (see _claim_unknown_path). Never added to the URL map: the map's rules, their
+# methods and the 405s they answer stay as they are.
+_UNKNOWN_PATH_RULE = Rule("/ui/<path:unknown>", endpoint="ui.unknown_path")
+
+
+@bp.record_once
+def _on_register(state: BlueprintSetupState) -> None:
+    request_started.connect(_claim_unknown_path, state.app, weak=False)
+
+
+def _claim_unknown_path(sender: Flask, **_: Any) -> None:
+    """Make a request for a path under /ui that no rule matches (`/ui/nope`, `/ui//tasks`,
+    any method) one of the dashboard's, so that it answers with the dashboard's HTML 404
+    page, after the same Host check, sign-in and headers as every page, rather than the
+    API's JSON 404. Runs when the request starts, after routing and before any
+    before_request hook; the routing's NotFound is still raised (by Flask, as for any
+    request whose routing failed), now within the blueprint. A 405 is left alone."""
+    path = request.path
+    if isinstance(request.routing_exception, NotFound) and (
+        path == "/ui" or path.startswith("/ui/")
+    ):
+        request.url_rule = _UNKNOWN_PATH_RULE
+        request.view_args = {}
 
 
 def store() -> Store:

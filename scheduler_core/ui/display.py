@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint
@@ -60,6 +61,14 @@ def short_id(task_id: str) -> str:
     return task_id.split("-", 1)[0]
 
 
+def names_status(error: str | None, status_code: int | None) -> bool:
+    """Whether `error` (a lastError) starts by naming `status_code` (`HTTP 500: ...`, as
+    the core writes it), so that a page does not show the code in front of it again."""
+    if not error or status_code is None:
+        return False
+    return re.match(rf"HTTP {re.escape(str(status_code))}\b", error) is not None
+
+
 def register(bp: Blueprint) -> None:
     for name, function in (
         ("short_time", short_time),
@@ -67,5 +76,6 @@ def register(bp: Blueprint) -> None:
         ("millis", millis),
         ("pretty_json", pretty_json),
         ("short_id", short_id),
+        ("names_status", names_status),
     ):
         bp.add_app_template_filter(function, name)

@@ -3,17 +3,20 @@ open without a key, with nothing fetched from another host."""
 
 from __future__ import annotations
 
+import base64
 import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+import requests
 from flask import Blueprint
 
 from scheduler_core.api import create_app
 from scheduler_core.api.errors import ERROR_CODES
 from scheduler_core.plugin_manager import PluginManager
 from scheduler_core.settings import Settings
+from tests.client.conftest import waitress_thread
 
 METHODS = ("get", "put", "post", "patch", "delete")
 
@@ -26,6 +29,7 @@ class Page(HTMLParser):
         self.ids: set[str] = set()
         self.hrefs: list[str] = []
         self.sources: list[str] = []
+        self.icons: list[str] = []
         self.tags: list[str] = []
         self.operations: set[tuple[str, str]] = set()
         self.text: list[str] = []
@@ -41,7 +45,9 @@ class Page(HTMLParser):
         for name in ("src", "srcset", "action", "poster", "data"):
             if values.get(name):
                 self.sources.append(values[name] or "")
-        if tag == "link" and values.get("href"):
+        if tag == "link" and values.get("rel") == "icon":
+            self.icons.append(values.get("href") or "")
+        elif tag == "link" and values.get("href"):
             self.sources.append(values["href"] or "")
         if tag == "article" and values.get("data-method"):
             self.operations.add(
@@ -112,6 +118,7 @@ def test_the_page_needs_nothing_from_another_host(client, page):
     assert not re.search(r"""(?:href|src)\s*=\s*["']//""", html)  # nor protocol-relative
     assert "script" not in page.tags  # rendered on the server: no script to load anything
     assert page.sources == []  # no images, stylesheets or frames to fetch
+    assert [icon.split(",")[0] for icon in page.icons] == ["data:image/svg+xml;base64"]
     assert "@import" not in html and "url(" not in html
 
 
@@ -153,3 +160,20 @@ def test_docs_escapes_what_the_document_says(settings, store):
     assert "&lt;script&gt;alert(" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "<code>&lt;code&gt;</code>" in html  # a code span, its content escaped
+
+
+def test_the_page_has_its_icon_inline_so_a_browser_asks_for_none(app, settings):
+    """Without a <link rel="icon">, a browser asks for /favicon.ico, gets the API's 404 and
+    logs it in the console. The icon is inline, and nothing on /docs forbids a data: URL."""
+    with waitress_thread(app, settings) as url:
+        answer = requests.get(f"{url}/docs", timeout=15)
+        assert requests.get(f"{url}/favicon.ico", timeout=15).status_code == 404
+
+    assert answer.status_code == 200
+    [icon] = Page(answer.text).icons
+    kind, _, data = icon.partition(",")
+    assert kind == "data:image/svg+xml;base64"
+    svg = base64.b64decode(data, validate=True).decode()
+    assert svg.startswith("<svg ") and svg.rstrip().endswith("</svg>")
+    policy = answer.headers.get("Content-Security-Policy")
+    assert policy is None or re.search(r"img-src[^;]*\bdata:", policy), policy

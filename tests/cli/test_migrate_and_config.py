@@ -41,7 +41,11 @@ def test_migrate_creates_the_schema_on_an_empty_database_then_does_nothing(
     first = run_cli(empty_database_url, "migrate", "--create")
 
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "schema is up to date"
+    names = [m.name for m in load_migrations(dialect_of(empty_database_url))]
+    assert first.stdout.strip() == (
+        f"applied {len(names)} migrations: {', '.join(names)}; schema is up to date"
+    )
+    assert first.stdout.startswith("applied ") and "0001_initial.sql, 0002_" in first.stdout
     assert "database: " in first.stderr
     assert "applied migration 0001_initial.sql" in first.stderr
     assert {"scheduler_tasks", "scheduler_attempts", "scheduler_config"} <= table_names(
@@ -85,13 +89,20 @@ def test_migrate_processes_started_at_once_apply_each_migration_once(
 
     for code, stdout, stderr in results:
         assert code == 0, stderr
-        assert stdout.strip() == "schema is up to date"
+        assert stdout.strip().endswith("schema is up to date")
         assert "Traceback" not in stderr
         assert "database is locked" not in stderr
     applied_logs = sum(
         stderr.count("applied migration 0001_initial.sql") for _, _, stderr in results
     )
     assert applied_logs == 1
+    # One process applied the migrations and says which; the others found nothing to do.
+    names = [m.name for m in load_migrations(dialect_of(empty_database_url))]
+    said = sorted(stdout.strip() for _, stdout, _ in results)
+    assert said == [
+        f"applied {len(names)} migrations: {', '.join(names)}; schema is up to date",
+        *["schema is up to date"] * 4,
+    ]
     assert applied_versions(empty_database_url) == all_versions(empty_database_url)
     assert query(empty_database_url, "SELECT count(*) FROM scheduler_config") == [(1,)]
 

@@ -361,3 +361,38 @@ def test_postgresql_back_to_a_new_sqlite_file_needs_create(
     assert _payload_texts(target) == _payload_texts(postgres_target)
     assert {r["auth"] for r in _rows(target).values()} == {*SECRETS, None}
     assert stat.S_IMODE(os.stat(tmp_path / "new.db").st_mode) == 0o600
+
+
+def test_one_task_is_counted_in_the_singular(tmp_path: Path, receiver: Receiver) -> None:
+    url = sqlite_url(tmp_path, "one.db")
+    store = open_store(url, pool_size=1)
+    store.migrate()
+    try:
+        [(task, _)] = store.enqueue([NewTask(webhook_url=receiver.url())])
+        _claim_only(store, task.id)  # running
+    finally:
+        store.close()
+    export_file = tmp_path / "one.jsonl"
+
+    refused = run_cli(None, "export", "-o", str(export_file), env=_env(url, None))
+    assert refused.returncode == 1
+    assert "Error: 1 task is running: a server or worker" in refused.stderr
+    assert "--force exports it anyway: it comes in pending and is delivered again" in (
+        " ".join(refused.stderr.split())
+    )
+
+    done = run_cli(None, "export", "-o", str(export_file), "--force", env=_env(url, None))
+    assert done.returncode == 0, done.stderr
+    assert "warning: exporting 1 running task (--force): it is imported pending" in done.stderr
+    assert "exported 1 task (0 pending, 1 running, 0 stale)" in done.stderr
+
+    target = sqlite_url(tmp_path, "two.db")
+    imported = run_cli(None, "import", str(export_file), "--create", env=_env(target, None))
+    assert imported.returncode == 0, imported.stderr
+    assert "file: 1 task (0 pending, 1 running," in imported.stderr
+    assert "imported 1 task; 0 already here" in imported.stderr
+    assert "1 task exported running came in pending: it will be delivered again" in (
+        imported.stderr
+    )
+    for text in (refused.stderr, done.stderr, imported.stderr):
+        assert "1 tasks" not in text and "1 running tasks" not in text

@@ -8,8 +8,10 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,12 +19,22 @@ from scheduler_core.client import Client
 from scheduler_core.settings import Settings
 from tests.cli.test_migrate_and_config import table_rows
 from tests.client.conftest import API_KEY, waitress_thread
-from tests.client.servers import FakeApi, json_answer
+from tests.client.servers import FakeApi, Route, json_answer
 from tests.client.test_new_endpoints import STATS, task_json
 from tests.support.processes import run_cli
 
 NOWHERE = "http://127.0.0.1:9/hook"
 LATER = "2099-01-01T00:00:00Z"
+# A value that would recolour a terminal, forge a line, reverse the text after it (RLO,
+# an isolate), and hold DEL and a C1 CSI (an escape sequence on its own in some terminals).
+HOSTILE = "\u001b[31mevil\u001b[0m\r\nFAKE LINE\u202e\u2066gnp.exe\u2069\x7f\x9b[2J"
+HOSTILE_SHOWN = r"\x1b[31mevil\x1b[0m\r\nFAKE LINE\u202e\u2066gnp.exe\u2069\x7f\x9b[2J"
+UNSAFE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def raw_controls(text: str) -> list[str]:
+    """The control, format and separator characters in `text`, but its line breaks."""
+    return [c for c in text if c != "\n" and unicodedata.category(c) in UNSAFE]
 
 
 def scheduler(url: str, *args: str, env: dict[str, str] | None = None, stdin: str | None = None):
@@ -167,6 +179,39 @@ def test_errors_are_one_clear_line_and_exit_1(base_url: str) -> None:
     assert "Traceback" not in invalid.stderr
 
 
+def test_bad_input_is_a_usage_error_naming_the_option_and_value(fake: FakeApi) -> None:
+    """As README says: caught before anything is sent, click's usage hint, exit status 2."""
+    cases = {
+        ("enqueue", NOWHERE, "--at", "yesterday"): (
+            "Error: Invalid value for '--at': 'yesterday' is not a time: use "
+            "2026-12-01T10:00:00Z, +30s, +5m, +2h, +1d or now"
+        ),
+        ("tasks", "list", "--status", "pending,bogus"): (
+            "Error: Invalid value for '--status': unknown status bogus: use one or more of "
+            "pending, running, resolved, stale, cancelled, comma-separated"
+        ),
+        ("tasks", "list", "--limit", "0"): (
+            "Error: Invalid value for '--limit': 0 is not in the range 1<=x<=1000."
+        ),
+        ("tasks", "retry-all"): (
+            "Error: name the tasks to retry: --status, --queue, --created-before or "
+            "--created-after (--status stale,cancelled, say)"
+        ),
+        ("tasks", "show"): "Error: Missing argument 'TASK_ID'.",
+    }
+    for args, message in cases.items():
+        result = scheduler(fake.url, *args)
+        assert result.returncode == 2, args
+        usage, hint, blank, error = result.stderr.splitlines()
+        assert usage.startswith(
+            f"Usage: scheduler {' '.join(args[: 2 if args[0] == 'tasks' else 1])} "
+        )
+        assert hint.startswith("Try 'scheduler ") and blank == ""
+        assert error == message, args
+        assert result.stdout == ""
+    assert fake.seen == []  # nothing was sent
+
+
 def test_an_unreachable_server_is_named_with_exit_1() -> None:
     result = scheduler("http://127.0.0.1:9", "tasks", "list")
     assert result.returncode == 1
@@ -261,3 +306,116 @@ def test_stats_on_a_fake_api(fake: FakeApi) -> None:
     [lateness] = lateness
     assert lateness == "lateness over the last 300 s: p50 2.5 ms, p99 20.0 ms"
     assert json.loads(scheduler(fake.url, "stats", "--json").stdout) == STATS
+
+
+# -- what the server sends cannot drive the terminal -------------------------------------------
+
+
+def test_stored_values_are_shown_escaped_and_json_stays_exact(base_url: str, api: Client) -> None:
+    task = api.enqueue(
+        NOWHERE,
+        execute_at=LATER,
+        idempotency_key=HOSTILE,
+        payload={"note": HOSTILE, "name": "Zoë 東京"},
+    )
+    assert api.get_task(task.id).idempotency_key == HOSTILE  # stored as given
+
+    shown = scheduler(base_url, "tasks", "show", task.id)
+    assert shown.returncode == 0, shown.stderr
+    assert raw_controls(shown.stdout) == []
+    lines = shown.stdout.splitlines()
+    assert not any(line.startswith("FAKE") for line in lines)  # no forged line
+    fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lines)
+    assert fields["idempotency key"] == HOSTILE_SHOWN
+    assert fields["payload"] == (
+        r'{"note": "\u001b[31mevil\u001b[0m\r\nFAKE LINE\u202e\u2066gnp.exe\u2069\x7f\x9b[2J",'
+        ' "name": "Zoë 東京"}'
+    )
+
+    as_json = scheduler(base_url, "tasks", "show", task.id, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert raw_controls(as_json.stdout) == []
+    assert json.loads(as_json.stdout) == dict(api.get_task(task.id).raw)  # the same value
+    assert "Zoë 東京" in as_json.stdout  # UTF-8 letters are kept as they are
+    assert r"\u202e" in as_json.stdout and r"\u009b" in as_json.stdout
+
+    listed = scheduler(base_url, "tasks", "list", "--json")
+    assert raw_controls(listed.stdout) == []
+    assert json.loads(listed.stdout)["tasks"][0]["idempotencyKey"] == HOSTILE
+
+
+def hostile_answers() -> dict[tuple[str, str], Any]:
+    """What a server (another version, or not ours) could answer, every string hostile."""
+    task = task_json(
+        id=f"t1{HOSTILE}",
+        status=f"stale{HOSTILE}",
+        queue=f"q{HOSTILE}",
+        lastError=f"HTTP 500: {HOSTILE}\ud800",  # a lone surrogate: not even printable
+        lastStatusCode=500,
+        schedule=HOSTILE,
+    )
+    attempt = {
+        "attempt": 1,
+        "startedAt": "2030-01-01T10:00:00Z",
+        "outcome": f"failed{HOSTILE}",
+        "error": f"HTTP 500: {HOSTILE}",
+        "statusCode": 500,
+    }
+    queue = STATS["queues"][0]  # type: ignore[index]
+    return {
+        ("GET", "/api/v1/tasks"): {"tasks": [task], "nextCursor": HOSTILE},
+        ("GET", "/api/v1/tasks/t1"): task,
+        ("GET", "/api/v1/tasks/t1/attempts"): {"attempts": [attempt]},
+        ("GET", "/api/v1/stats"): {**STATS, "queues": [{**queue, "queue": HOSTILE}, queue]},
+        ("POST", "/api/v1/tasks/t1/retry"): {
+            "error": {"code": f"conflict{HOSTILE}", "message": f"No.{HOSTILE}", "details": {}}
+        },
+        ("POST", "/api/v1/tasks"): {
+            "error": {
+                "code": "validation_error",
+                "message": "Invalid.",
+                "details": {f"field{HOSTILE}": [f"bad{HOSTILE}"], "nested": {"x": HOSTILE}},
+            }
+        },
+    }
+
+
+@pytest.fixture
+def hostile_api() -> Iterator[FakeApi]:
+    def route(body: Any) -> Route:
+        status = 200 if "error" not in body else (409 if body["error"]["details"] == {} else 400)
+        return lambda _: json_answer(status, body)
+
+    server = FakeApi({key: route(body) for key, body in hostile_answers().items()})
+    yield server
+    server.close()
+
+
+HOSTILE_COMMANDS = {
+    "list": (("tasks", "list"), ("GET", "/api/v1/tasks")),
+    "show": (("tasks", "show", "t1"), ("GET", "/api/v1/tasks/t1")),
+    "attempts": (("tasks", "attempts", "t1"), ("GET", "/api/v1/tasks/t1/attempts")),
+    "stats": (("stats",), ("GET", "/api/v1/stats")),
+    "api-error": (("tasks", "retry", "t1"), None),
+    "validation-error": (("enqueue", NOWHERE), None),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_COMMANDS)
+def test_no_server_string_reaches_the_terminal_raw(hostile_api: FakeApi, name: str) -> None:
+    args, answered = HOSTILE_COMMANDS[name]
+    result = scheduler(hostile_api.url, *args)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert raw_controls(output) == []
+    assert not any(line.startswith("FAKE") for line in output.splitlines())  # no forged line
+    assert HOSTILE_SHOWN in output, output
+    if answered is None:
+        assert result.returncode == 1 and result.stderr.startswith("Error: "), output
+        return
+    assert result.returncode == 0, result.stderr
+
+    as_json = scheduler(hostile_api.url, *args, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert raw_controls(as_json.stdout) == []
+    assert json.loads(as_json.stdout) == hostile_answers()[answered]  # exact, all the same
