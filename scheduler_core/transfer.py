@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from scheduler_core.marshmallow_base import StrictInteger
 from scheduler_core.models import AttemptOutcome, TaskStatus
 from scheduler_core.runtime_config import ConfigError, RuntimeConfig, validate_changes
 
@@ -172,18 +173,6 @@ def trailer_line(count: int) -> str:
 # -- reading ---------------------------------------------------------------------------------
 
 
-class _StrictInteger(fields.Integer):
-    """An integer that refuses JSON true/false, which Python counts as ints."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(strict=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
 def _time(**kwargs: Any) -> fields.AwareDateTime:
     return fields.AwareDateTime(format="iso", **kwargs)
 
@@ -191,18 +180,18 @@ def _time(**kwargs: Any) -> fields.AwareDateTime:
 class AttemptLineSchema(Schema):
     """One entry of a task line's attemptHistory."""
 
-    attempt = _StrictInteger(required=True, validate=validate.Range(min=1))
+    attempt = StrictInteger(required=True, validate=validate.Range(min=1))
     startedAt = _time(required=True)
     finishedAt = _time(allow_none=True, load_default=None)
-    durationMs = _StrictInteger(allow_none=True, load_default=None)
-    statusCode = _StrictInteger(allow_none=True, load_default=None)
+    durationMs = StrictInteger(allow_none=True, load_default=None)
+    statusCode = StrictInteger(allow_none=True, load_default=None)
     error = fields.String(allow_none=True, load_default=None)
     outcome = fields.String(
         allow_none=True,
         load_default=None,
         validate=validate.OneOf([*(o.value for o in AttemptOutcome), "snoozed"]),
     )
-    latenessMs = _StrictInteger(allow_none=True, load_default=None)
+    latenessMs = StrictInteger(allow_none=True, load_default=None)
 
 
 class TaskLineSchema(Schema):
@@ -216,15 +205,15 @@ class TaskLineSchema(Schema):
     executeAt = _time(required=True)
     nextAttemptAt = _time(required=True)
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in TaskStatus]))
-    attempts = _StrictInteger(required=True, validate=validate.Range(min=0))
-    budgetStart = _StrictInteger(load_default=0, validate=validate.Range(min=0))
-    maxRetries = _StrictInteger(
+    attempts = StrictInteger(required=True, validate=validate.Range(min=0))
+    budgetStart = StrictInteger(load_default=0, validate=validate.Range(min=0))
+    maxRetries = StrictInteger(
         allow_none=True, load_default=None, validate=validate.Range(min=0, max=1000)
     )
     hasFailed = fields.Boolean(load_default=False)
     idempotencyKey = fields.String(allow_none=True, load_default=None)
     lastError = fields.String(allow_none=True, load_default=None)
-    lastStatusCode = _StrictInteger(allow_none=True, load_default=None)
+    lastStatusCode = StrictInteger(allow_none=True, load_default=None)
     createdAt = _time(required=True)
     updatedAt = _time(required=True)
     resolvedAt = _time(allow_none=True, load_default=None)
