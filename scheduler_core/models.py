@@ -11,7 +11,7 @@ from typing import Any
 
 from scheduler_core.runtime_config import RuntimeConfig
 
-# The one queue there is until named queues come: every task is in it.
+# The queue a task goes to when it names none; it always exists and cannot be removed.
 DEFAULT_QUEUE = "default"
 
 
@@ -42,6 +42,7 @@ class NewTask:
     idempotency_key: str | None = None
     max_retries: int | None = None
     queue: str = DEFAULT_QUEUE
+    schedule: str | None = None  # the schedule whose fire this is, None through the API
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class Task:
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
-    queue: str = DEFAULT_QUEUE  # every task's, until named queues exist
+    queue: str = DEFAULT_QUEUE
+    schedule: str | None = None  # the schedule that made the task, if one did
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,19 @@ BOUNDS: dict[str, Bound] = {
     "retention_hours": Bound(
         168, 1, 87_600, "Resolved and cancelled tasks are deleted after this long (hours)."
     ),
+    "max_dispatches_per_second": Bound(
+        0,
+        0,
+        100_000,
+        "The queue's callback starts per second across all dispatchers together (a token "
+        "bucket in the database); 0 = no limit.",
+    ),
+    "max_concurrent_dispatches": Bound(
+        0,
+        0,
+        100_000,
+        "The queue's callbacks in flight across all dispatchers together; 0 = no limit.",
+    ),
 }
 
 LEASE_MARGIN_MS = 5000  # the lease outlives the callback timeout by this much
@@ -74,6 +87,8 @@ class RuntimeConfig:
     retry_backoff_ms: int = BOUNDS["retry_backoff_ms"].default
     retry_backoff_max_ms: int = BOUNDS["retry_backoff_max_ms"].default
     retention_hours: int = BOUNDS["retention_hours"].default
+    max_dispatches_per_second: int = BOUNDS["max_dispatches_per_second"].default
+    max_concurrent_dispatches: int = BOUNDS["max_concurrent_dispatches"].default
 
     @property
     def lease_ms(self) -> int:

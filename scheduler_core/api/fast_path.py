@@ -22,6 +22,7 @@ from scheduler_core.api.schemas import (
     LATEST,
     MAX_AUTH_LENGTH,
     MAX_KEY_LENGTH,
+    QUEUE_NAME,
     header_value_problem,
     timestamp_text,
     webhook_url_problem,
@@ -57,8 +58,8 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
     if retries is not None and (type(retries) is not int or not 0 <= retries <= 1000):
         return None
     queue = item.get("queue")
-    if queue is not None and queue != DEFAULT_QUEUE:  # the one queue there is (or a non-str)
-        return None
+    if queue is not None and (type(queue) is not str or not QUEUE_NAME.fullmatch(queue)):
+        return None  # (whether it exists is the route's check, after either path)
     execute_at = item.get("executeAt")
     if execute_at is not None:
         if type(execute_at) is not str:
@@ -78,6 +79,7 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
         payload=item.get("payload"),
         idempotency_key=key,
         max_retries=retries,
+        queue=queue or DEFAULT_QUEUE,
     )
 
 
@@ -110,4 +112,5 @@ def task_json(task: Task) -> dict[str, Any]:
         "createdAt": timestamp_text(task.created_at),
         "updatedAt": timestamp_text(task.updated_at),
         "resolvedAt": timestamp_text(task.resolved_at),
+        "schedule": task.schedule,
     }

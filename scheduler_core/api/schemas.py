@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
@@ -46,19 +47,38 @@ def quoted(value: str, limit: int = 64) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
-def queue_problem(name: str) -> str | None:
-    """Why `name` cannot be used as a queue, or None. Named queues come later: until then
-    `default` is the only one there is."""
-    if name != DEFAULT_QUEUE:
-        return f"No queue named {quoted(name)}."
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NAME_RULE = "1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a queue or a schedule (SPEC.md: 1..64 characters of
+    [A-Za-z0-9_.-]), or None."""
+    if not QUEUE_NAME.fullmatch(name):
+        return f"Must be {NAME_RULE}"
     return None
 
 
-def check_queue(name: str) -> None:
-    """A marshmallow validator: ValidationError naming the queue unless it exists."""
-    problem = queue_problem(name)
+def check_name(name: str) -> None:
+    """A marshmallow validator for queue and schedule names."""
+    problem = name_problem(name)
     if problem:
         raise ValidationError(problem)
+
+
+def missing_queue_message(name: str) -> str:
+    return f"No queue named {quoted(name)}."
+
+
+def check_existing_queue(name: str) -> None:
+    """A marshmallow validator, inside a request: the name rule, then that the queue
+    exists in the app's store (`default` always does)."""
+    check_name(name)
+    if name == DEFAULT_QUEUE:
+        return
+    store = current_app.extensions["scheduler_store"]
+    if name not in store.existing_queues({name}):
+        raise ValidationError(missing_queue_message(name))
 
 
 def _no_nul(value: str) -> None:
@@ -135,10 +155,10 @@ class TaskInputSchema(Schema):
     )
     queue = fields.String(
         allow_none=True,
-        validate=check_queue,
+        validate=check_name,
         metadata={
-            "description": "The queue to put the task in (null or omitted: `default`, today "
-            "the only one)."
+            "description": "The name of an existing queue to put the task in (null or "
+            "omitted: `default`). A queue that does not exist is refused (400)."
         },
     )
 
@@ -326,6 +346,11 @@ class TaskOutputSchema(ResponseSchema):
         allow_none=True,
         required=True,
         metadata=_out("When a delivery resolved the task; null until then."),
+    )
+    schedule = fields.String(
+        allow_none=True,
+        required=True,
+        metadata=_out("The name of the schedule whose fire made the task, or null."),
     )
 
 

@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from scheduler_core.api.body import json_body
 from scheduler_core.api.errors import ApiError
 from scheduler_core.api.fast_path import read_task, read_tasks, task_json
-from scheduler_core.api.schemas import TaskInputSchema, attempt_output
+from scheduler_core.api.schemas import TaskInputSchema, attempt_output, missing_queue_message
 from scheduler_core.api.schemas_tasks import ListQuerySchema, list_query, load
 from scheduler_core.logs import loggable_url
 from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
@@ -103,6 +103,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         new_tasks = read_tasks(body, schemes)
         if new_tasks is None:  # the schema names what is wrong (or finds nothing wrong)
             new_tasks = [_new_task(i) for i in _load(_input_schema(schemes), body, many=True)]
+        _check_queues(new_tasks, many=True)
         results = _store().enqueue(new_tasks)
         _count_created(results)
         _log_batch(results)
@@ -117,6 +118,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     new_task = read_task(body, schemes) or _new_task(
         _load(_input_schema(schemes), body, many=False)
     )
+    _check_queues([new_task], many=False)
     [(task, created)] = _store().enqueue([new_task])
     _count_created([(task, created)])
     _log_enqueue(task, created)
@@ -145,6 +147,25 @@ def _load(schema: TaskInputSchema, body: Any, many: bool) -> Any:
             "The task is not valid; see details.",
             messages if isinstance(messages, dict) else {"_schema": messages},
         ) from None
+
+
+def _check_queues(new_tasks: list[NewTask], many: bool) -> None:
+    """400 naming every task whose queue does not exist (`default` always does)."""
+    named = {t.queue for t in new_tasks if t.queue != DEFAULT_QUEUE}
+    if not named:
+        return
+    missing = named - _store().existing_queues(named)
+    if not missing:
+        return
+    details: dict[str, Any] = {}
+    for index, task in enumerate(new_tasks):
+        if task.queue in missing:
+            problem = {"queue": [missing_queue_message(task.queue)]}
+            if not many:
+                details = problem
+                break
+            details[str(index)] = problem
+    raise ApiError(400, "validation_error", "The task is not valid; see details.", details)
 
 
 def _new_task(item: dict[str, Any]) -> NewTask:

@@ -26,6 +26,7 @@ from scheduler_core.dispatcher.decision import decide, decide_lost
 from scheduler_core.dispatcher.recorder import OutcomeRecorder
 from scheduler_core.dispatcher.retention import PURGE_BATCH, PURGE_EVERY_S, Retention
 from scheduler_core.dispatcher.runner import STRAGGLER_GRACE_S, DeliveryRunner, Job
+from scheduler_core.dispatcher.schedules import ScheduleFirer
 from scheduler_core.dispatcher.throttle import Throttle
 from scheduler_core.judgement import clean_error
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
@@ -72,6 +73,7 @@ class Dispatcher:
         )
         self._recorder = OutcomeRecorder(store)
         self._retention = Retention(store, purge_every_s, purge_batch)
+        self._schedules = ScheduleFirer(store)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._poll_interval_ms: int | None = None
         self._thread: threading.Thread | None = None
@@ -86,6 +88,7 @@ class Dispatcher:
         self._watch = self.store.watch(self._notice)
         self._scheduler.start()
         self._retention.start()
+        self._schedules.start()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._thread.start()
         log.info("dispatcher started")
@@ -106,6 +109,7 @@ class Dispatcher:
         self._runner.close()
         self._recorder.close(timeout=None if wait else 0)
         self._retention.close()
+        self._schedules.close()
         if self._watch is not None:
             self._watch.close()
         if self._scheduler.running:
@@ -267,6 +271,7 @@ class Dispatcher:
         if self._stopping.is_set():
             return config
         self._reap(config)
+        self._schedules.fire_once()
         window = Throttle(config.select_size, config.base_interval_ms / 1000)
         self._recorder.hold()
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -40,6 +40,19 @@ class StoreUnavailable(StoreError):
 
 class TaskNotFound(StoreError):
     pass
+
+
+class QueueNotFound(StoreError):
+    """No queue of that name exists; `args[0]` is the name."""
+
+
+class QueueConflict(StoreError):
+    """The queue's state does not allow the operation (removing one that holds tasks,
+    removing `default`, creating one that exists)."""
+
+
+class ScheduleNotFound(StoreError):
+    """No schedule of that name exists; `args[0]` is the name."""
 
 
 class TaskConflict(StoreError):
@@ -113,9 +126,16 @@ class Store(Protocol):
         now, a fresh budget, dispatchers woken), in transactions of `batch_size` tasks;
         return how many were retried."""
 
-    def get_config(self) -> RuntimeConfig: ...
+    def existing_queues(self, names: Collection[str]) -> set[str]:
+        """Which of `names` are queues that exist."""
 
-    def update_config(self, columns: dict[str, int]) -> RuntimeConfig: ...
+    def get_config(self, queue: str = ...) -> RuntimeConfig:
+        """The config row of `queue` (default: `default`); QueueNotFound."""
+
+    def update_config(self, columns: dict[str, int], queue: str = ...) -> RuntimeConfig:
+        """Change some columns of `queue`'s row (validated by the caller; a concurrent
+        change breaking a CHECK raises ConfigError) and wake every dispatcher; return the
+        row. QueueNotFound."""
 
     # -- dispatcher verbs ----------------------------------------------------------
 

@@ -35,6 +35,7 @@ def _load_queries() -> dict[str, str]:
     return {
         name: sql.replace("{task_filter}", raw["task_filter"])
         .replace("{task_columns}", columns)
+        .replace("{config_columns}", raw["config_columns"])
         .replace("{wake_window}", window)
         for name, sql in raw.items()
     }

@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -35,7 +35,13 @@ from scheduler_core.models import (
 )
 from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
 from scheduler_core.store import sql_transfer
-from scheduler_core.store.base import MAX_POSITION, StoreError, TaskConflict, TaskNotFound
+from scheduler_core.store.base import (
+    MAX_POSITION,
+    QueueNotFound,
+    StoreError,
+    TaskConflict,
+    TaskNotFound,
+)
 from scheduler_core.store.changes import (
     WAKE_WINDOW_S,
     ChangeFeed,
@@ -187,6 +193,8 @@ class SqlStore(StatsVerbs, ABC):
                 "execute_at": self._time_param(new.execute_at) if new.execute_at else None,
                 "idempotency_key": new.idempotency_key,
                 "max_retries": new.max_retries,
+                "queue": new.queue,
+                "schedule": new.schedule,
             }
             for task_id, new in zip(ids, flat, strict=True)
         ]
@@ -377,6 +385,7 @@ class SqlStore(StatsVerbs, ABC):
             "created_after": (
                 self._time_param(filter.created_after) if filter.created_after else None
             ),
+            "queue": filter.queue,
         }
 
     def _transition(self, task_id: str, query: str, unchanged_if: TaskStatus | None) -> Task:
@@ -396,23 +405,31 @@ class SqlStore(StatsVerbs, ABC):
                     raise TaskConflict(task, f"the task is {task.status.value}")
         return self._task(row)
 
-    def get_config(self) -> RuntimeConfig:
+    def existing_queues(self, names: Collection[str]) -> set[str]:
         with self._read() as cur:
-            cur.execute(self.q["get_config"])
-            row = cur.fetchone()
-        return RuntimeConfig(**dict(row)) if row else RuntimeConfig()
+            cur.execute(self.q["existing_queues"], {"names": self._ids_param(sorted(names))})
+            return {row["queue"] for row in cur.fetchall()}
 
-    def update_config(self, columns: dict[str, int]) -> RuntimeConfig:
+    def get_config(self, queue: str = DEFAULT_QUEUE) -> RuntimeConfig:
+        with self._read() as cur:
+            cur.execute(self.q["get_config"], {"queue": queue})
+            row = cur.fetchone()
+        if row is None:
+            raise QueueNotFound(queue)
+        return RuntimeConfig(**dict(row))
+
+    def update_config(self, columns: dict[str, int], queue: str = DEFAULT_QUEUE) -> RuntimeConfig:
         if columns:
             # Every key is a parameter; the ones not changing are NULL and keep their value.
-            params = {name: columns.get(name) for name in BOUNDS}
+            params: dict[str, Any] = {name: columns.get(name) for name in BOUNDS}
+            params["queue"] = queue
             try:
                 with self._tx() as cur:
                     cur.execute(self.q["update_config"], params)
             except self.integrity_error as exc:  # a concurrent change broke a CHECK
                 raise ConfigError({"_schema": [str(exc).strip().splitlines()[0]]}) from None
             self.changes.publish("config")
-        return self.get_config()
+        return self.get_config(queue)
 
     # -- dispatcher verbs ----------------------------------------------------------
 
@@ -580,6 +597,8 @@ class SqlStore(StatsVerbs, ABC):
             created_at=created_at,
             updated_at=created_at,
             resolved_at=None,
+            queue=new.queue,
+            schedule=new.schedule,
         )
 
     def _task(self, row: Row) -> Task:
@@ -598,6 +617,8 @@ class SqlStore(StatsVerbs, ABC):
             created_at=self._time(row["created_at"]),
             updated_at=self._time(row["updated_at"]),
             resolved_at=self._time(row["resolved_at"]) if row["resolved_at"] else None,
+            queue=row["queue"],
+            schedule=row["schedule"],
         )
 
 
@@ -608,9 +629,8 @@ def _due_soon(task: Task) -> bool:
 
 
 def _may_match(filter: TaskFilter) -> bool:
-    """False when `filter` can match no task whatever the data: a queue other than the one
-    there is, or an empty set of statuses."""
-    return filter.queue in (None, DEFAULT_QUEUE) and filter.statuses != frozenset()
+    """False when `filter` can match no task whatever the data: an empty set of statuses."""
+    return filter.statuses != frozenset()
 
 
 def _outcome_row(item: RecordedOutcome) -> dict[str, Any]:

@@ -24,5 +24,21 @@ def parse_queries(text: str) -> dict[str, str]:
 
 @cache
 def queries_for(dialect: str) -> dict[str, str]:
-    text = files("scheduler_core.store").joinpath("sql", f"{dialect}.sql").read_text("utf-8")
-    return parse_queries(text)
+    """Every named query of `dialect`: `sql/<dialect>.sql`, then the topic files beside it
+    (`sql/<dialect>.<topic>.sql`, e.g. postgresql.queues.sql) in name order. ValueError
+    when a name is defined twice, in one file or across them."""
+    folder = files("scheduler_core.store").joinpath("sql")
+    topics = sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name.startswith(f"{dialect}.")
+        and entry.name.endswith(".sql")
+        and entry.name != f"{dialect}.sql"
+    )
+    queries: dict[str, str] = {}
+    for name in [f"{dialect}.sql", *topics]:
+        for query, body in parse_queries(folder.joinpath(name).read_text("utf-8")).items():
+            if query in queries:
+                raise ValueError(f"query {query!r} defined twice ({name})")
+            queries[query] = body
+    return queries

@@ -23,7 +23,7 @@ from typing import Any
 from scheduler_core.encryption import AuthCipher
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.redaction import masked_url
-from scheduler_core.store.base import StoreUnavailable
+from scheduler_core.store.base import StoreError, StoreUnavailable
 from scheduler_core.store.changes import ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.sql_store import Cursor, Row, SqlStore
@@ -81,6 +81,7 @@ def _load_queries() -> dict[str, str]:
     return {
         name: sql.replace("{task_filter}", raw["task_filter"])
         .replace("{task_columns}", columns)
+        .replace("{config_columns}", raw["config_columns"])
         # Outside a write transaction scheduler_now() is NULL: SQLite's own clock then.
         .replace("{now}", f"coalesce(scheduler_now(), ({raw['now']}))")
         .replace("{clock}", f"({raw['now']})")
@@ -260,6 +261,10 @@ class SqliteStore(SqlStore):
     def migrate(self) -> list[str]:
         applied: list[str] = []
         with self._connection() as conn:
+            # Off outside the transaction (SQLite ignores the pragma inside one): a table
+            # rebuilt by a migration (create, copy, drop, rename) must not cascade the
+            # drop into the rows that refer to it, as ON DELETE CASCADE would.
+            conn.execute("PRAGMA foreign_keys = OFF")
             self._begin(conn)  # the write lock serialises processes migrating at once
             try:
                 conn.execute(
@@ -280,11 +285,19 @@ class SqliteStore(SqlStore):
                         (migration.version, migration.name),
                     )
                     applied.append(migration.name)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:  # a rebuild left a row pointing nowhere: keep the old schema
+                    raise StoreError(
+                        f"migration left {len(broken)} rows breaking a foreign key "
+                        f"(first in table {broken[0][0]}); nothing was changed"
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                conn.execute("PRAGMA foreign_keys = ON")
         for name in applied:
             log.info("applied migration %s", name)
         return applied

@@ -17,6 +17,7 @@ TASK_FIELDS = {
     "payload",
     "idempotencyKey",
     "queue",
+    "schedule",
     "lastError",
     "lastStatusCode",
     "createdAt",

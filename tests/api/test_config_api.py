@@ -16,6 +16,8 @@ DEFAULTS = {
     "retryBackoffMs": 1000,
     "retryBackoffMaxMs": 3_600_000,
     "retentionHours": 168,
+    "maxDispatchesPerSecond": 0,
+    "maxConcurrentDispatches": 0,
 }
 BOUNDS = {
     "baseIntervalMs": (10, 3_600_000),
@@ -25,6 +27,8 @@ BOUNDS = {
     "retryBackoffMs": (0, 86_400_000),
     "retryBackoffMaxMs": (0, 604_800_000),
     "retentionHours": (1, 87_600),
+    "maxDispatchesPerSecond": (0, 100_000),
+    "maxConcurrentDispatches": (0, 100_000),
 }
 # Keys a bound value needs alongside it to keep retryBackoffMaxMs >= retryBackoffMs.
 COMPANIONS = {
@@ -72,6 +76,8 @@ def test_patch_every_key(client):
         "retryBackoffMs": 10,
         "retryBackoffMaxMs": 20,
         "retentionHours": 1,
+        "maxDispatchesPerSecond": 50,
+        "maxConcurrentDispatches": 3,
     }
     response = patch(client, changed)
     assert response.status_code == 200

@@ -32,6 +32,7 @@ DIALECTS = ["postgresql", "sqlite"]
 TABLES = {
     "scheduler_attempts",
     "scheduler_config",
+    "scheduler_schedules",
     "scheduler_schema_migrations",
     "scheduler_tasks",
 }
@@ -243,7 +244,7 @@ def config_row(url: str) -> list[dict[str, int]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def test_the_config_table_holds_exactly_one_row_with_the_defaults(
+def test_a_new_database_has_exactly_the_default_queue_with_the_defaults(
     migrated_database_url: str,
 ) -> None:
     assert config_row(migrated_database_url) == [RuntimeConfig().as_dict()]
@@ -342,19 +343,17 @@ def test_a_refused_config_update_changes_nothing(clean_database: str, db: TestDa
     assert config_row(clean_database) == [RuntimeConfig().as_dict()]
 
 
-def test_the_config_table_refuses_a_second_row(clean_database: str, db: TestDatabase) -> None:
-    # PostgreSQL: the default singleton is taken. SQLite: singleton is the rowid, which
-    # takes the next free value (2) whatever its DEFAULT says, and CHECK refuses it.
-    expected = {"postgresql": "unique", "sqlite": "check"}[db.dialect]
-    assert refused(lambda: db.execute("INSERT INTO scheduler_config DEFAULT VALUES")) == expected
-    second = "INSERT INTO scheduler_config (singleton) VALUES (true)"
-    assert refused(lambda: db.execute(second)) == "unique"
-    assert (
-        refused(lambda: db.execute("INSERT INTO scheduler_config (singleton) VALUES (false)"))
-        == "check"
-    )
+def test_the_config_table_holds_one_row_per_queue_name_and_refuses_bad_names(
+    clean_database: str, db: TestDatabase
+) -> None:
+    again = "INSERT INTO scheduler_config (queue) VALUES ('default')"
+    assert refused(lambda: db.execute(again)) == "unique"
+    for bad in ("", "a b", "x/y", "é", "q" * 65):
+        statement = f"INSERT INTO scheduler_config (queue) VALUES ('{bad}')"
+        assert refused(lambda statement=statement: db.execute(statement)) == "check", bad
+    db.execute("INSERT INTO scheduler_config (queue) VALUES ('mail-1.x_Y')")
 
-    assert len(config_row(clean_database)) == 1
+    assert len(config_row(clean_database)) == 2
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,12 @@
 -- name: task_columns
 id::text AS id, seq, webhook_url, execute_at, status, attempts, max_retries,
 next_attempt_at, payload, idempotency_key, last_error, last_status_code,
-created_at, updated_at, resolved_at
+created_at, updated_at, resolved_at, queue, schedule
+
+-- name: config_columns
+base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
+retry_backoff_ms, retry_backoff_max_ms, retention_hours, max_dispatches_per_second,
+max_concurrent_dispatches
 
 -- name: insert_tasks
 -- Every task of a group commit in one statement, in the order given (ids come from the
@@ -13,18 +18,19 @@ created_at, updated_at, resolved_at
 WITH inserted AS (
     INSERT INTO scheduler_tasks
         (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
-         idempotency_key, max_retries)
+         idempotency_key, max_retries, queue, schedule)
     SELECT t.id, t.webhook_url, t.webhook_auth, t.payload::json,
            coalesce(t.execute_at, now()), coalesce(t.execute_at, now()),
-           t.idempotency_key, t.max_retries
+           t.idempotency_key, t.max_retries, t.queue, t.schedule
     -- json_to_recordset parses the array once (->> on json would parse each element
     -- once per field); the payload arrives as the JSON text to store, verbatim.
     FROM ROWS FROM (
         json_to_recordset(%(tasks)s::json) AS (
             id uuid, webhook_url text, webhook_auth text, payload text,
-            execute_at timestamptz, idempotency_key text, max_retries integer)
+            execute_at timestamptz, idempotency_key text, max_retries integer,
+            queue text, schedule text)
     ) WITH ORDINALITY AS t(id, webhook_url, webhook_auth, payload, execute_at,
-                           idempotency_key, max_retries, n)
+                           idempotency_key, max_retries, queue, schedule, n)
     ORDER BY t.n
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, execute_at, created_at
@@ -46,9 +52,10 @@ SELECT {task_columns} FROM scheduler_tasks WHERE id = %(id)s
 
 -- name: task_filter
 -- What a list or a bulk action matches besides the status: the creation range of a
--- TaskFilter (NULL: unbounded).
+-- TaskFilter (NULL: unbounded), and its queue (NULL: every queue).
 (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
 AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
+AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 
 -- name: list_tasks
 -- Newest first, every status: a backward walk of the seq index from the cursor.
@@ -210,10 +217,11 @@ WITH moved AS (
 SELECT {task_columns}, w.woken
 FROM moved LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
+-- name: existing_queues
+SELECT queue FROM scheduler_config WHERE queue = ANY(%(names)s)
+
 -- name: get_config
-SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
-       retry_backoff_ms, retry_backoff_max_ms, retention_hours
-FROM scheduler_config
+SELECT {config_columns} FROM scheduler_config WHERE queue = %(queue)s
 
 -- name: update_config
 -- A key left NULL keeps its value. Listening dispatchers re-read the row at once.
@@ -226,7 +234,10 @@ WITH changed AS (
         retry_backoff_ms = coalesce(%(retry_backoff_ms)s, retry_backoff_ms),
         retry_backoff_max_ms = coalesce(%(retry_backoff_max_ms)s, retry_backoff_max_ms),
         retention_hours = coalesce(%(retention_hours)s, retention_hours),
+        max_dispatches_per_second = coalesce(%(max_dispatches_per_second)s, max_dispatches_per_second),
+        max_concurrent_dispatches = coalesce(%(max_concurrent_dispatches)s, max_concurrent_dispatches),
         updated_at = now()
+    WHERE queue = %(queue)s
     RETURNING 1
 )
 SELECT count(*) AS changed, pg_notify('scheduler_core', 'config') FROM changed
@@ -235,15 +246,15 @@ SELECT count(*) AS changed, pg_notify('scheduler_core', 'config') FROM changed
 -- What a dispatcher reads at every wake-up: the config, the clock, and the earliest
 -- pending task (one step into each half of the due index).
 SELECT now() AS db_now,
-       base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
-       retry_backoff_ms, retry_backoff_max_ms, retention_hours,
+       {config_columns},
        LEAST(
            (SELECT next_attempt_at FROM scheduler_tasks
-            WHERE status = 'pending' AND NOT has_failed ORDER BY next_attempt_at LIMIT 1),
+            WHERE queue = 'default' AND status = 'pending' AND NOT has_failed ORDER BY next_attempt_at LIMIT 1),
            (SELECT next_attempt_at FROM scheduler_tasks
-            WHERE status = 'pending' AND has_failed ORDER BY next_attempt_at LIMIT 1)
+            WHERE queue = 'default' AND status = 'pending' AND has_failed ORDER BY next_attempt_at LIMIT 1)
        ) AS next_due
 FROM scheduler_config
+WHERE queue = 'default'
 
 -- name: claim_expired_leases
 -- A dispatcher that died leaves its lease. The reaper takes the expired ones under a

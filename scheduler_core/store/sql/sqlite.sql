@@ -10,7 +10,12 @@
 -- name: task_columns
 id, seq, webhook_url, execute_at, status, attempts, max_retries, next_attempt_at,
 payload, idempotency_key, last_error, last_status_code, created_at, updated_at,
-resolved_at
+resolved_at, queue, schedule
+
+-- name: config_columns
+base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
+retry_backoff_ms, retry_backoff_max_ms, retention_hours, max_dispatches_per_second,
+max_concurrent_dispatches
 
 -- name: insert_tasks
 -- Every task of a group commit in one statement, in the order given (ids come from the
@@ -20,13 +25,13 @@ resolved_at
 -- SQLite's upsert after a SELECT needs one.)
 INSERT INTO scheduler_tasks
     (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
-     idempotency_key, max_retries, created_at, updated_at)
+     idempotency_key, max_retries, queue, schedule, created_at, updated_at)
 SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
        json_extract(value, '$.webhook_auth'), json_extract(value, '$.payload'),
        coalesce(json_extract(value, '$.execute_at'), {now}),
        coalesce(json_extract(value, '$.execute_at'), {now}),
        json_extract(value, '$.idempotency_key'), json_extract(value, '$.max_retries'),
-       {now}, {now}
+       json_extract(value, '$.queue'), json_extract(value, '$.schedule'), {now}, {now}
 FROM json_each(:tasks) WHERE true ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, execute_at, created_at
@@ -40,9 +45,10 @@ SELECT {task_columns} FROM scheduler_tasks WHERE id = :id
 
 -- name: task_filter
 -- What a list or a bulk action matches besides the status: the creation range of a
--- TaskFilter (NULL: unbounded).
+-- TaskFilter (NULL: unbounded), and its queue (NULL: every queue).
 (:created_before IS NULL OR created_at < :created_before)
 AND (:created_after IS NULL OR created_at >= :created_after)
+AND (:queue IS NULL OR queue = :queue)
 
 -- name: list_tasks
 -- Newest first, every status: a backward walk of the rowid (seq) from the cursor.
@@ -179,10 +185,11 @@ SET execute_at = :execute_at, next_attempt_at = :execute_at, updated_at = {now}
 WHERE id = :id AND status = 'pending'
 RETURNING {task_columns}
 
+-- name: existing_queues
+SELECT queue FROM scheduler_config WHERE queue IN (SELECT value FROM json_each(:names))
+
 -- name: get_config
-SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
-       retry_backoff_ms, retry_backoff_max_ms, retention_hours
-FROM scheduler_config
+SELECT {config_columns} FROM scheduler_config WHERE queue = :queue
 
 -- name: update_config
 -- A key left NULL keeps its value.
@@ -194,25 +201,28 @@ UPDATE scheduler_config SET
     retry_backoff_ms = coalesce(:retry_backoff_ms, retry_backoff_ms),
     retry_backoff_max_ms = coalesce(:retry_backoff_max_ms, retry_backoff_max_ms),
     retention_hours = coalesce(:retention_hours, retention_hours),
+    max_dispatches_per_second = coalesce(:max_dispatches_per_second, max_dispatches_per_second),
+    max_concurrent_dispatches = coalesce(:max_concurrent_dispatches, max_concurrent_dispatches),
     updated_at = {now}
+WHERE queue = :queue
 
 -- name: dispatch_state
 -- What a dispatcher reads at every wake-up: the config, the clock (SQLite's own, read
 -- now: this is no write transaction) and the earliest pending task, one step into each
 -- half of the due index.
 SELECT {clock} AS db_now,
-       base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
-       retry_backoff_ms, retry_backoff_max_ms, retention_hours,
+       {config_columns},
        (SELECT min(due) FROM (
             SELECT (SELECT next_attempt_at FROM scheduler_tasks
-                    WHERE status = 'pending' AND has_failed = 0
+                    WHERE queue = 'default' AND status = 'pending' AND has_failed = 0
                     ORDER BY next_attempt_at LIMIT 1) AS due
             UNION ALL
             SELECT (SELECT next_attempt_at FROM scheduler_tasks
-                    WHERE status = 'pending' AND has_failed = 1
+                    WHERE queue = 'default' AND status = 'pending' AND has_failed = 1
                     ORDER BY next_attempt_at LIMIT 1)
        )) AS next_due
 FROM scheduler_config
+WHERE queue = 'default'
 
 -- name: claim_expired_leases
 -- A dispatcher that died leaves its lease. The reaper takes the expired ones under a
