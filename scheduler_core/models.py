@@ -101,6 +101,7 @@ class ClaimedTask:
     # Why the stored webhookAuth could not be decrypted (no key, or none that opens it):
     # then webhook_auth is None and the attempt fails with this error, sending nothing.
     auth_error: str | None = None
+    queue: str = DEFAULT_QUEUE  # whose config the attempt's outcome is decided with
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,18 @@ class LostAttempt:
     attempt: int
     attempts_in_budget: int
     max_retries: int | None
+    queue: str = DEFAULT_QUEUE
+
+
+@dataclass(frozen=True)
+class QueueClaim:
+    """What one claim in a queue got: the tasks, and when the queue's own limits across
+    every dispatcher (max_dispatches_per_second, max_concurrent_dispatches) let the next
+    one start, in seconds from now (None: they do not hold anything back)."""
+
+    tasks: list[ClaimedTask]
+    wait_s: float | None = None
+    limited_by: str | None = None  # "rate" or "concurrency" when a limit cut the claim
 
 
 @dataclass(frozen=True)
@@ -276,20 +289,49 @@ class ActivityBucket:
 
 
 @dataclass(frozen=True)
-class DispatchState:
-    """What a dispatcher reads at every wake-up, in one query.
+class QueueState:
+    """One queue as a dispatcher reads it at every wake-up: its config row, whether it is
+    paused, and the earliest nextAttemptAt of its pending tasks (None when none is
+    pending, or when the queue is paused: nothing of it is claimed then)."""
 
-    `next_due` is the earliest nextAttemptAt of a pending task (due already when it is not
-    after `db_now`), or None when nothing is pending. Both are the database's clock.
-    """
-
+    name: str
     config: RuntimeConfig
-    db_now: datetime
+    paused: bool
     next_due: datetime | None
+
+
+@dataclass(frozen=True)
+class DispatchState:
+    """What a dispatcher reads at every wake-up, in one query: every queue's state, by
+    name, and the database clock that `next_due` times are compared with."""
+
+    db_now: datetime
+    queues: tuple[QueueState, ...] = ()
+
+    @property
+    def config(self) -> RuntimeConfig:
+        """The `default` queue's config: what process-wide work (the reaper's fallback,
+        retention's fallback, tick()) reads."""
+        for queue in self.queues:
+            if queue.name == DEFAULT_QUEUE:
+                return queue.config
+        return RuntimeConfig()
+
+    @property
+    def next_due(self) -> datetime | None:
+        """The earliest nextAttemptAt over the queues that are not paused."""
+        times = [q.next_due for q in self.queues if q.next_due is not None]
+        return min(times) if times else None
+
+    def due_in_s_of(self, queue: QueueState) -> float | None:
+        """Seconds until `queue`'s earliest pending task is due (<= 0: due now)."""
+        if queue.next_due is None:
+            return None
+        return (queue.next_due - self.db_now).total_seconds()
 
     @property
     def due_in_s(self) -> float | None:
-        """Seconds until the earliest pending task is due (<= 0: due now)."""
+        """Seconds until the earliest pending task of any running queue is due."""
         if self.next_due is None:
             return None
         return (self.next_due - self.db_now).total_seconds()

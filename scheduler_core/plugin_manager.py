@@ -14,6 +14,7 @@ from scheduler_core import __version__, hookspecs, targets
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.judgement import clean_error
 from scheduler_core.models import (
+    DEFAULT_QUEUE,
     Callback,
     ClaimedTask,
     DeliveryOutcome,
@@ -72,7 +73,7 @@ class PluginManager:
         # The process's target policy: the enqueue check and every transport read it.
         targets.set_policy(settings.target_policy)
         self._schemes: frozenset[str] | None = None
-        self._latest_config: RuntimeConfig | None = None
+        self._latest_config: dict[str, RuntimeConfig] = {}
         self._pm = pluggy.PluginManager(PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         # The attempt pipeline calls other hooks, so it is an object holding this facade.
@@ -179,16 +180,16 @@ class PluginManager:
 
     # -- the runtime config attempts decide with ------------------------------------
 
-    def note_config(self, config: RuntimeConfig) -> None:
-        """The newest runtime config a dispatcher of this process read (at every wake-up,
-        and at once after a change notice)."""
-        self._latest_config = config
+    def note_config(self, config: RuntimeConfig, queue: str = DEFAULT_QUEUE) -> None:
+        """The newest runtime config of `queue` a dispatcher of this process read (at
+        every wake-up, and at once after a change notice)."""
+        self._latest_config[queue] = config
 
-    def current_config(self, fallback: RuntimeConfig) -> RuntimeConfig:
-        """The config an attempt that ends now decides with (max_retries and backoff are
-        read at each failure, SPEC "Precise answers"): the newest one read, else
-        `fallback`, the one the attempt was claimed under."""
-        return self._latest_config or fallback
+    def current_config(self, fallback: RuntimeConfig, queue: str = DEFAULT_QUEUE) -> RuntimeConfig:
+        """The config an attempt in `queue` that ends now decides with (max_retries and
+        backoff are read at each failure, SPEC "Precise answers"): the newest one read,
+        else `fallback`, the one the attempt was claimed under."""
+        return self._latest_config.get(queue) or fallback
 
     # -- hooks ---------------------------------------------------------------------
 

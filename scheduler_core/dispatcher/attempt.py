@@ -44,7 +44,7 @@ class AttemptPipeline:
         else:
             outcome = judge(task, raw, config.http_callback_timeout_ms, duration_ms)
             sent_at = raw.sent_at
-        now_config = self._plugins.current_config(config)  # read at the failure, not the claim
+        now_config = self._plugins.current_config(config, task.queue)  # at the failure
         decision = decide(task, outcome, now_config, self._plugins.retry_decision)
         return RecordedOutcome(
             task.id, task.attempt, outcome, decision, lateness_ms(task, sent_at or started)
@@ -62,7 +62,9 @@ def abandoned(task: ClaimedTask, config: RuntimeConfig, plugins: PluginManager) 
         ),
         duration_ms=budget,
     )
-    decision = decide(task, outcome, plugins.current_config(config), plugins.retry_decision)
+    decision = decide(
+        task, outcome, plugins.current_config(config, task.queue), plugins.retry_decision
+    )
     return RecordedOutcome(task.id, task.attempt, outcome, decision)
 
 

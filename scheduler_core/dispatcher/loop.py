@@ -29,7 +29,13 @@ from scheduler_core.dispatcher.runner import STRAGGLER_GRACE_S, DeliveryRunner, 
 from scheduler_core.dispatcher.schedules import ScheduleFirer
 from scheduler_core.dispatcher.throttle import Throttle
 from scheduler_core.judgement import clean_error
-from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
+from scheduler_core.models import (
+    DEFAULT_QUEUE,
+    ClaimedTask,
+    DeliveryOutcome,
+    DispatchState,
+    RecordedOutcome,
+)
 from scheduler_core.plugin_manager import PluginManager
 from scheduler_core.redaction import redact, secrets_of
 from scheduler_core.runtime_config import RuntimeConfig
@@ -49,6 +55,9 @@ REAP_BATCH = 1000
 REAP_LEASE_MS = 30_000
 # Due tasks that could not be claimed (another dispatcher holds them): look again soon.
 CONTENDED_RETRY_S = 0.02
+# A queue at its max_concurrent_dispatches: look again this soon (another dispatcher's
+# callback ending sends no notice).
+LIMIT_RECHECK_S = 0.05
 # A dispatcher resumes at most this long after the database is back.
 MAX_ERROR_BACKOFF_S = 10.0
 
@@ -67,7 +76,8 @@ class Dispatcher:
         self.plugins = plugins
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._throttle = Throttle()
+        self._throttles: dict[str, Throttle] = {DEFAULT_QUEUE: Throttle()}
+        self._turn = 0  # where the next round's fair share of queues begins
         self._runner = DeliveryRunner(
             delivery_threads, run=self._run_job, abandon=self._abandon_job, on_done=self._job_done
         )
@@ -131,7 +141,12 @@ class Dispatcher:
 
     @property
     def throttle(self) -> Throttle:
-        return self._throttle
+        """The `default` queue's throttle in this process."""
+        return self._throttles[DEFAULT_QUEUE]
+
+    def throttle_of(self, queue: str) -> Throttle | None:
+        """`queue`'s throttle in this process, once a wake-up has read the queue."""
+        return self._throttles.get(queue)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -160,57 +175,95 @@ class Dispatcher:
             self._wake.wait(sleep_s)
 
     def _step(self) -> float:
-        """Read the state, claim every due task that may start now; return how long to
-        sleep. The config is read first at every wake-up, so a claim never uses an old one.
-        """
+        """Read the state, claim every due task that may start now, queue by queue; return
+        how long to sleep. The config is read first at every wake-up, so a claim never
+        uses an old one."""
         state = self.store.dispatch_state()
         read_at = time.monotonic()
-        config = self._apply(state.config)
+        self._apply(state)
         if read_at - self._last_reap >= REAP_EVERY_S:
             self._last_reap = read_at
-            self._reap(config)
-        due_in = state.due_in_s
-        while due_in is not None and due_in <= 0 and not self._stopping.is_set():
-            room = min(self._throttle.available(), self._runner.free())
-            if room <= 0:
-                break
-            claimed = self.store.claim_due(room, config.lease_ms)
-            self._start(claimed, config, self._throttle)
-            if len(claimed) == room:
-                continue  # there may be more
-            if not claimed:
-                return CONTENDED_RETRY_S
-            state = self.store.dispatch_state()  # all due ones are out: when is the next?
+            self._reap(state)
+        waits: list[float] = []
+        claimed_any = self._claim_round(state, waits)
+        if claimed_any:  # the due ones are out: when is the next?
+            state = self.store.dispatch_state()
             read_at = time.monotonic()
-            due_in = state.due_in_s
-        return self._sleep_s(due_in, read_at)
+        return self._sleep_s(state, read_at, waits)
 
-    def _sleep_s(self, due_in: float | None, read_at: float) -> float:
+    def _claim_round(self, state: DispatchState, waits: list[float]) -> bool:
+        """Claim what may start now in every due queue, fairly: the free delivery threads
+        are shared out between the due queues, a turn each, starting one queue further
+        along at every round, so a busy queue never starves a quiet one. Whatever holds a
+        queue back (its window, its limits across dispatchers) adds to `waits` how long
+        until it lets a task through. Returns whether anything was claimed."""
+        due = [q for q in state.queues if (d := state.due_in_s_of(q)) is not None and d <= 0]
+        if not due:
+            return False
+        self._turn = (self._turn + 1) % len(due)
+        wanting = due[self._turn :] + due[: self._turn]
+        claimed_any = False
+        while wanting and not self._stopping.is_set():
+            free = self._runner.free()
+            if free <= 0:
+                return claimed_any  # a delivery thread coming free wakes the loop
+            share = max(1, free // len(wanting))
+            more = []
+            for queue in wanting:
+                throttle = self._throttles[queue.name]
+                room = min(throttle.available(), share, self._runner.free())
+                if room <= 0:
+                    opening = throttle.next_opening()
+                    if opening is not None:
+                        waits.append(opening - time.monotonic())
+                    continue
+                claim = self.store.claim_queue(
+                    queue.name, room, queue.config.lease_ms, limited=has_limits(queue.config)
+                )
+                self._start(claim.tasks, queue.config, throttle)
+                claimed_any = claimed_any or bool(claim.tasks)
+                if claim.limited_by is not None:
+                    waits.append(claim.wait_s if claim.wait_s is not None else LIMIT_RECHECK_S)
+                elif len(claim.tasks) == room:
+                    more.append(queue)  # it may hold more
+                elif not claim.tasks:
+                    waits.append(CONTENDED_RETRY_S)  # due, yet another dispatcher holds them
+            wanting = more
+        return claimed_any
+
+    def _sleep_s(self, state: DispatchState, read_at: float, waits: list[float]) -> float:
         wake_at = read_at + STATE_REFRESH_S
-        if due_in is not None and due_in > 0:
-            wake_at = min(wake_at, read_at + due_in)
-        elif due_in is not None:  # due, but no room: wait for the window to open
-            opening = self._throttle.next_opening()  # (a free slot wakes us on its own)
-            if opening is not None:
-                wake_at = min(wake_at, opening)
+        due_in = [d for q in state.queues if (d := state.due_in_s_of(q)) is not None and d > 0]
+        if due_in:
+            wake_at = min(wake_at, read_at + min(due_in))
+        if waits:
+            wake_at = min(wake_at, time.monotonic() + max(0.0, min(waits)))
         return max(0.0, wake_at - time.monotonic())
 
-    def _apply(self, config: RuntimeConfig) -> RuntimeConfig:
-        self.plugins.note_config(config)  # what attempts ending from now on decide with
-        self._throttle.configure(config.select_size, config.base_interval_ms / 1000)
-        if self._scheduler.running and config.base_interval_ms != self._poll_interval_ms:
+    def _apply(self, state: DispatchState) -> None:
+        """Take every queue's config as read: its throttle, the config its attempts decide
+        with, and the fallback poll at the shortest base_interval_ms."""
+        for queue in state.queues:
+            self.plugins.note_config(queue.config, queue.name)
+            throttle = self._throttles.get(queue.name)
+            if throttle is None:
+                throttle = self._throttles[queue.name] = Throttle()
+            throttle.configure(queue.config.select_size, queue.config.base_interval_ms / 1000)
+        poll_ms = min((q.config.base_interval_ms for q in state.queues), default=None)
+        if poll_ms is None:
+            poll_ms = state.config.base_interval_ms
+        if self._scheduler.running and poll_ms != self._poll_interval_ms:
             self._scheduler.add_job(
                 self._poll,
                 trigger="interval",
-                seconds=config.base_interval_ms / 1000,
+                seconds=poll_ms / 1000,
                 id=POLL_JOB_ID,
                 replace_existing=True,
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=None,
             )
-            self._poll_interval_ms = config.base_interval_ms
-        return config
+            self._poll_interval_ms = poll_ms
 
     def _start(self, claimed: list[ClaimedTask], config: RuntimeConfig, throttle: Throttle) -> None:
         timeout_s = config.http_callback_timeout_ms / 1000
@@ -218,10 +271,13 @@ class Dispatcher:
             throttle.reserve()
             self._runner.submit(Job(task, time.monotonic() + timeout_s, config, throttle))
 
-    def _reap(self, config: RuntimeConfig) -> None:
+    def _reap(self, state: DispatchState) -> None:
         lost = self.store.claim_expired_leases(REAP_BATCH, REAP_LEASE_MS)
         if lost:
-            recorded = [decide_lost(attempt, config) for attempt in lost]
+            configs = {q.name: q.config for q in state.queues}
+            recorded = [
+                decide_lost(attempt, configs.get(attempt.queue, state.config)) for attempt in lost
+            ]
             self.store.record_outcomes(recorded)
             # These attempts never end inside scheduler_run_attempt: observers hear here.
             self.plugins.attempts_lost(recorded)
@@ -243,7 +299,7 @@ class Dispatcher:
             outcome = DeliveryOutcome(
                 ok=False, error=clean_error(f"plugin error: {exc!r}", job.task)
             )
-            config = self.plugins.current_config(job.config)
+            config = self.plugins.current_config(job.config, job.task.queue)
             decision = decide(job.task, outcome, config, self.plugins.retry_decision)
             return RecordedOutcome(job.task.id, job.task.attempt, outcome, decision)
 
@@ -263,32 +319,55 @@ class Dispatcher:
     # -- synchronous use -----------------------------------------------------------
 
     def tick(self) -> RuntimeConfig:
-        """One synchronous round, for tests and tools: reap expired leases, claim and
-        deliver up to select_size due tasks (one window's worth; as many at once as the
-        delivery threads allow), wait for their outcomes and store them. A task that fails
-        is not tried again within the same tick. Not for use while `start()`ed."""
-        config = self._apply(self.store.dispatch_state().config)
+        """One synchronous round, for tests and tools: reap expired leases, fire due
+        schedules, claim and deliver what is due in every queue, up to each queue's
+        select_size (one window's worth, within its limits across dispatchers; as many at
+        once as the delivery threads allow), wait for their outcomes and store them. A
+        task that fails is not tried again within the same tick. Not for use while
+        `start()`ed. Returns the `default` queue's config."""
+        state = self.store.dispatch_state()
+        self._apply(state)
         if self._stopping.is_set():
-            return config
-        self._reap(config)
+            return state.config
+        self._reap(state)
         self._schedules.fire_once()
-        window = Throttle(config.select_size, config.base_interval_ms / 1000)
+        state = self.store.dispatch_state()
+        windows = {
+            q.name: Throttle(q.config.select_size, q.config.base_interval_ms / 1000)
+            for q in state.queues
+        }
+        timeout_s = max((q.config.http_callback_timeout_ms for q in state.queues), default=0)
         self._recorder.hold()
         try:
             while not self._stopping.is_set():
-                room = min(window.available(), self._runner.free())
-                claimed = self.store.claim_due(room, config.lease_ms) if room > 0 else []
-                self._start(claimed, config, window)
-                if claimed:
+                claimed_any = False
+                for queue in state.queues:
+                    if queue.paused:
+                        continue
+                    window = windows[queue.name]
+                    room = min(window.available(), self._runner.free())
+                    if room <= 0:
+                        continue
+                    claim = self.store.claim_queue(
+                        queue.name, room, queue.config.lease_ms, limited=has_limits(queue.config)
+                    )
+                    self._start(claim.tasks, queue.config, window)
+                    claimed_any = claimed_any or bool(claim.tasks)
+                if claimed_any:
                     continue
                 if not self._runner.in_flight():
                     break
-                self._runner.wait_change(config.http_callback_timeout_ms / 1000 + STRAGGLER_GRACE_S)
+                self._runner.wait_change(timeout_s / 1000 + STRAGGLER_GRACE_S)
         finally:
             self._recorder.release()
         self._recorder.flush()
         try:
-            self._retention.maybe_purge(config)
+            self._retention.maybe_purge(state.config)
         except Exception:  # retention can wait; it must not fail the round
             log.exception("retention purge failed; trying again next tick")
-        return config
+        return state.config
+
+
+def has_limits(config: RuntimeConfig) -> bool:
+    """Whether a queue's claims must go through its limits across dispatchers."""
+    return bool(config.max_dispatches_per_second or config.max_concurrent_dispatches)

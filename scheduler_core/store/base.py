@@ -19,6 +19,7 @@ from scheduler_core.models import (
     DispatchState,
     LostAttempt,
     NewTask,
+    QueueClaim,
     QueueCounts,
     RecordedOutcome,
     Task,
@@ -144,10 +145,20 @@ class Store(Protocol):
         in this process or another; close the returned watch to stop."""
 
     def dispatch_state(self) -> DispatchState:
-        """The config, the database clock and the earliest pending task, in one read."""
+        """Every queue's config, paused state and earliest pending task, with the
+        database clock, in one read."""
 
-    def claim_due(self, limit: int, lease_ms: int) -> list[ClaimedTask]:
-        """Lease up to `limit` due tasks in claim order; each claim counts an attempt."""
+    def claim_due(self, limit: int, lease_ms: int, queue: str = ...) -> list[ClaimedTask]:
+        """Lease up to `limit` due tasks of `queue` (default: `default`) in claim order,
+        none while it is paused, ignoring its limits across dispatchers; each claim counts
+        an attempt."""
+
+    def claim_queue(
+        self, queue: str, limit: int, lease_ms: int, *, limited: bool = True
+    ) -> QueueClaim:
+        """As claim_due, and with `limited` within the queue's max_dispatches_per_second
+        (a token bucket in its config row) and max_concurrent_dispatches across every
+        dispatcher; says when the next task may start when a limit held some back."""
 
     def claim_expired_leases(self, limit: int, lease_ms: int) -> list[LostAttempt]:
         """Take up to `limit` running tasks whose lease expired, under a new lease of

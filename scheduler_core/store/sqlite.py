@@ -249,8 +249,8 @@ class SqliteStore(SqlStore):
     def _watch_other_processes(self, listener: Listener) -> DataVersionWatcher:
         return DataVersionWatcher(self.path, listener)
 
-    def _claim(self, cur: Cursor, limit: int, lease_ms: int) -> list[Row]:
-        rows = super()._claim(cur, limit, lease_ms)
+    def _claim(self, cur: Cursor, limit: int, lease_ms: int, queue: str) -> list[Row]:
+        rows = super()._claim(cur, limit, lease_ms, queue)
         self._batch(
             cur, self.q["start_attempt"], [{"id": r["id"], "attempt": r["attempts"]} for r in rows]
         )

@@ -25,16 +25,27 @@ class DataVersionWatcher:
         self._on_notice = on_notice
         self._interval_s = interval_s
         self._closed = threading.Event()
+        # The first value is read before the watch is returned: a commit that comes after
+        # it (an enqueue right after the dispatcher's first look) is a change, never the
+        # starting point.
+        self._conn, self._last = self._open_and_read()
         self._thread = threading.Thread(target=self._run, name="sqlite-watch", daemon=True)
         self._thread.start()
+
+    def _open_and_read(self) -> tuple[sqlite3.Connection | None, int | None]:
+        try:
+            conn = sqlite3.connect(self._path, check_same_thread=False)
+            return conn, conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            log.debug("data_version check failed: %s", exc)
+            return None, None
 
     def close(self) -> None:
         self._closed.set()
         self._thread.join(5)
 
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        last: int | None = None
+        conn, last = self._conn, self._last
         while not self._closed.wait(self._interval_s):
             try:
                 if conn is None:

@@ -175,7 +175,7 @@ def test_a_retried_cancelled_task_is_not_purged_by_its_old_age(client, db, eager
 # -- small batches --------------------------------------------------------------------
 
 
-def test_one_purge_call_deletes_at_most_its_batch(store, db):
+def test_one_purge_call_deletes_at_most_its_batch(store, db, retention):
     url = seed(db, "expired", 250, "resolved", RETENTION_HOURS + 1)
     left = []
     for _ in range(4):

@@ -217,7 +217,7 @@ def test_the_sqlite_schema_file_keeps_the_partial_indexes_and_the_checks() -> No
     assert tasks["indexes"]["scheduler_tasks_due"] == {
         "unique": False,
         "origin": "CREATE INDEX",
-        "columns": ["has_failed", "next_attempt_at", "seq"],
+        "columns": ["queue", "has_failed", "next_attempt_at", "seq"],
         "where": "status = 'pending'",
     }
     assert tasks["indexes"]["scheduler_tasks_idempotency_key"]["unique"] is True
@@ -402,7 +402,10 @@ def _claim_plan(url: str) -> list[dict[str, Any]]:
     try:
         with conn.cursor() as cur:
             cur.execute("ANALYZE scheduler_tasks")
-            cur.execute("EXPLAIN (FORMAT JSON) " + claim_sql, {"limit": 100, "lease_ms": 10_000})
+            cur.execute(
+                "EXPLAIN (FORMAT JSON) " + claim_sql,
+                {"limit": 100, "lease_ms": 10_000, "queue": "default"},
+            )
             [[plan]] = cur.fetchall()
     finally:
         conn.rollback()  # EXPLAIN without ANALYZE claims nothing; be sure regardless
@@ -520,7 +523,8 @@ def _sqlite_claim_plan(url: str, analyze: bool) -> list[str]:
         if analyze:
             lite.execute("ANALYZE")
         rows = lite.execute(
-            "EXPLAIN QUERY PLAN " + claim_sql, {"limit": 100, "lease_ms": 10_000}
+            "EXPLAIN QUERY PLAN " + claim_sql,
+            {"limit": 100, "lease_ms": 10_000, "queue": "default"},
         ).fetchall()
     finally:
         lite.close()

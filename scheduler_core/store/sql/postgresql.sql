@@ -243,18 +243,40 @@ WITH changed AS (
 SELECT count(*) AS changed, pg_notify('scheduler_core', 'config') FROM changed
 
 -- name: dispatch_state
--- What a dispatcher reads at every wake-up: the config, the clock, and the earliest
--- pending task (one step into each half of the due index).
-SELECT now() AS db_now,
-       {config_columns},
-       LEAST(
-           (SELECT next_attempt_at FROM scheduler_tasks
-            WHERE queue = 'default' AND status = 'pending' AND NOT has_failed ORDER BY next_attempt_at LIMIT 1),
-           (SELECT next_attempt_at FROM scheduler_tasks
-            WHERE queue = 'default' AND status = 'pending' AND has_failed ORDER BY next_attempt_at LIMIT 1)
-       ) AS next_due
-FROM scheduler_config
-WHERE queue = 'default'
+-- What a dispatcher reads at every wake-up: every queue's config, whether it is paused,
+-- and the earliest nextAttemptAt of its pending tasks (one step into each half of the
+-- queue's part of the due index; none for a paused queue), with the clock.
+SELECT now() AS db_now, c.queue, c.paused, {config_columns},
+       CASE WHEN c.paused THEN NULL ELSE LEAST(
+           (SELECT t.next_attempt_at FROM scheduler_tasks t
+            WHERE t.queue = c.queue AND t.status = 'pending' AND NOT t.has_failed
+            ORDER BY t.next_attempt_at LIMIT 1),
+           (SELECT t.next_attempt_at FROM scheduler_tasks t
+            WHERE t.queue = c.queue AND t.status = 'pending' AND t.has_failed
+            ORDER BY t.next_attempt_at LIMIT 1)
+       ) END AS next_due
+FROM scheduler_config c
+ORDER BY c.queue
+
+-- name: lock_queue
+-- A claim in a queue with limits across dispatchers takes its config row first: claims
+-- in that queue then run one at a time, each seeing what the one before took.
+SELECT paused, max_dispatches_per_second, max_concurrent_dispatches, bucket_tokens,
+       bucket_at
+FROM scheduler_config WHERE queue = %(queue)s
+FOR UPDATE
+
+-- name: precise_clock
+-- The clock after the queue's lock was granted (now() is the transaction's start, which
+-- may come before the previous holder's bucket_at).
+SELECT clock_timestamp() AS clock
+
+-- name: running_in_queue
+SELECT count(*) AS running FROM scheduler_tasks WHERE queue = %(queue)s AND status = 'running'
+
+-- name: store_bucket
+UPDATE scheduler_config SET bucket_tokens = %(tokens)s, bucket_at = %(clock)s
+WHERE queue = %(queue)s
 
 -- name: claim_expired_leases
 -- A dispatcher that died leaves its lease. The reaper takes the expired ones under a
@@ -272,19 +294,28 @@ SET lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond'
 FROM expired
 WHERE t.id = expired.id
 RETURNING t.id::text AS id, t.attempts, t.attempts - t.budget_start AS attempts_in_budget,
-          t.max_retries
+          t.max_retries, t.queue
 
 -- name: claim_due
--- Two range scans of the due index (never failed, then failed), merged in claim order.
-WITH fresh AS (
+-- One queue's due tasks: two range scans of its part of the due index (never failed,
+-- then failed), merged in claim order. The queue's row is share-locked and must not be
+-- paused: a pause (an UPDATE of the row) waits for the claims under way, and every claim
+-- after it sees it.
+WITH open_queue AS (
+    SELECT queue FROM scheduler_config
+    WHERE queue = %(queue)s AND NOT paused
+    FOR SHARE
+), fresh AS (
     SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
-    WHERE status = 'pending' AND NOT has_failed AND next_attempt_at <= now()
+    WHERE queue = %(queue)s AND status = 'pending' AND NOT has_failed
+      AND next_attempt_at <= now() AND EXISTS (SELECT 1 FROM open_queue)
     ORDER BY next_attempt_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), failed AS (
     SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
-    WHERE status = 'pending' AND has_failed AND next_attempt_at <= now()
+    WHERE queue = %(queue)s AND status = 'pending' AND has_failed
+      AND next_attempt_at <= now() AND EXISTS (SELECT 1 FROM open_queue)
     ORDER BY next_attempt_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -302,7 +333,7 @@ WITH fresh AS (
     WHERE t.id = chosen.id
     RETURNING t.id, t.webhook_url, t.webhook_auth, t.execute_at, t.payload,
               t.attempts, t.budget_start, t.max_retries, t.has_failed,
-              t.next_attempt_at, t.seq
+              t.next_attempt_at, t.seq, t.queue
 ), started AS (
     INSERT INTO scheduler_attempts (task_id, attempt, started_at)
     SELECT id, attempts, now() FROM claimed
@@ -310,7 +341,7 @@ WITH fresh AS (
 SELECT id::text, webhook_url, webhook_auth, execute_at,
        coalesce(payload::text, 'null') AS payload_json,
        attempts, attempts - budget_start AS attempts_in_budget, max_retries,
-       has_failed, next_attempt_at, seq,
+       has_failed, next_attempt_at, seq, queue,
        extract(epoch FROM now() - next_attempt_at) * 1000 AS late_at_claim_ms
 FROM claimed
 ORDER BY has_failed, next_attempt_at, seq
@@ -356,12 +387,20 @@ SELECT (SELECT count(*) FROM task) AS tasks, (SELECT count(*) FROM attempt) AS a
        (SELECT count(*) FROM wake) AS woken
 
 -- name: purge_expired
+-- Each task by its queue's retention_hours (a task whose queue was removed: the given
+-- one). The first condition is the loosest of them, so the retention index bounds the
+-- scan whatever the queues say.
 WITH doomed AS (
-    SELECT id FROM scheduler_tasks
-    WHERE status IN ('resolved', 'cancelled')
-      AND updated_at < now() - %(retention_hours)s * interval '1 hour'
+    SELECT t.id FROM scheduler_tasks t
+    LEFT JOIN scheduler_config c ON c.queue = t.queue
+    WHERE t.status IN ('resolved', 'cancelled')
+      AND t.updated_at < now() - LEAST(
+              %(retention_hours)s, (SELECT min(retention_hours) FROM scheduler_config)
+          ) * interval '1 hour'
+      AND t.updated_at < now()
+              - coalesce(c.retention_hours, %(retention_hours)s) * interval '1 hour'
     LIMIT %(batch_size)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF t SKIP LOCKED
 )
 DELETE FROM scheduler_tasks t USING doomed WHERE t.id = doomed.id
 

@@ -207,22 +207,39 @@ UPDATE scheduler_config SET
 WHERE queue = :queue
 
 -- name: dispatch_state
--- What a dispatcher reads at every wake-up: the config, the clock (SQLite's own, read
--- now: this is no write transaction) and the earliest pending task, one step into each
--- half of the due index.
-SELECT {clock} AS db_now,
-       {config_columns},
-       (SELECT min(due) FROM (
-            SELECT (SELECT next_attempt_at FROM scheduler_tasks
-                    WHERE queue = 'default' AND status = 'pending' AND has_failed = 0
-                    ORDER BY next_attempt_at LIMIT 1) AS due
+-- What a dispatcher reads at every wake-up: every queue's config, whether it is paused,
+-- and the earliest nextAttemptAt of its pending tasks (one step into each half of the
+-- queue's part of the due index; none for a paused queue), with the clock (SQLite's own,
+-- read now: this is no write transaction).
+SELECT {clock} AS db_now, c.queue, c.paused, {config_columns},
+       CASE WHEN c.paused THEN NULL ELSE (SELECT min(due) FROM (
+            SELECT (SELECT t.next_attempt_at FROM scheduler_tasks t
+                    WHERE t.queue = c.queue AND t.status = 'pending' AND t.has_failed = 0
+                    ORDER BY t.next_attempt_at LIMIT 1) AS due
             UNION ALL
-            SELECT (SELECT next_attempt_at FROM scheduler_tasks
-                    WHERE queue = 'default' AND status = 'pending' AND has_failed = 1
-                    ORDER BY next_attempt_at LIMIT 1)
-       )) AS next_due
-FROM scheduler_config
-WHERE queue = 'default'
+            SELECT (SELECT t.next_attempt_at FROM scheduler_tasks t
+                    WHERE t.queue = c.queue AND t.status = 'pending' AND t.has_failed = 1
+                    ORDER BY t.next_attempt_at LIMIT 1)
+       )) END AS next_due
+FROM scheduler_config c
+ORDER BY c.queue
+
+-- name: lock_queue
+-- A claim in a queue with limits across dispatchers: every write transaction holds the
+-- file's write lock, so claims run one at a time, each seeing what the one before took.
+SELECT paused, max_dispatches_per_second, max_concurrent_dispatches, bucket_tokens,
+       bucket_at
+FROM scheduler_config WHERE queue = :queue
+
+-- name: precise_clock
+-- The transaction's clock, read under the write lock when it began.
+SELECT {now} AS clock
+
+-- name: running_in_queue
+SELECT count(*) AS running FROM scheduler_tasks WHERE queue = :queue AND status = 'running'
+
+-- name: store_bucket
+UPDATE scheduler_config SET bucket_tokens = :tokens, bucket_at = :clock WHERE queue = :queue
 
 -- name: claim_expired_leases
 -- A dispatcher that died leaves its lease. The reaper takes the expired ones under a
@@ -236,10 +253,11 @@ WHERE id IN (
     ORDER BY lease_expires_at
     LIMIT :limit
 )
-RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retries
+RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retries, queue
 
 -- name: claim_due
--- Two range scans of the due index (never failed, then failed), merged in claim order.
+-- One queue's due tasks, unless it is paused: two range scans of its part of the due
+-- index (never failed, then failed), merged in claim order.
 UPDATE scheduler_tasks
 SET status = 'running',
     attempts = attempts + 1,
@@ -249,24 +267,26 @@ WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (
             SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
-            WHERE status = 'pending' AND has_failed = 0 AND next_attempt_at <= {now}
+            WHERE queue = :queue AND status = 'pending' AND has_failed = 0
+              AND next_attempt_at <= {now}
             ORDER BY next_attempt_at, seq
             LIMIT :limit
         )
         UNION ALL
         SELECT * FROM (
             SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
-            WHERE status = 'pending' AND has_failed = 1 AND next_attempt_at <= {now}
+            WHERE queue = :queue AND status = 'pending' AND has_failed = 1
+              AND next_attempt_at <= {now}
             ORDER BY next_attempt_at, seq
             LIMIT :limit
         )
     )
     ORDER BY has_failed, next_attempt_at, seq
     LIMIT :limit
-)
+) AND EXISTS (SELECT 1 FROM scheduler_config WHERE queue = :queue AND paused = 0)
 RETURNING id, webhook_url, webhook_auth, execute_at, payload AS payload_json, attempts,
           attempts - budget_start AS attempts_in_budget, max_retries,
-          has_failed, next_attempt_at, seq,
+          has_failed, next_attempt_at, seq, queue,
           ({now} - next_attempt_at) / 1000.0 AS late_at_claim_ms
 
 -- name: start_attempt
@@ -315,11 +335,18 @@ FROM (
 WHERE a.task_id = o.id AND a.attempt = o.attempt AND a.finished_at IS NULL
 
 -- name: purge_expired
+-- Each task by its queue's retention_hours (a task whose queue was removed: the given
+-- one). The first condition is the loosest of them, so the retention index bounds the
+-- scan whatever the queues say.
 DELETE FROM scheduler_tasks
 WHERE id IN (
-    SELECT id FROM scheduler_tasks
-    WHERE status IN ('resolved', 'cancelled')
-      AND updated_at < {now} - :retention_hours * 3600000000
+    SELECT t.id FROM scheduler_tasks t
+    LEFT JOIN scheduler_config c ON c.queue = t.queue
+    WHERE t.status IN ('resolved', 'cancelled')
+      AND t.updated_at < {now} - min(
+              :retention_hours, (SELECT min(retention_hours) FROM scheduler_config)
+          ) * 3600000000
+      AND t.updated_at < {now} - coalesce(c.retention_hours, :retention_hours) * 3600000000
     LIMIT :batch_size
 )
 
