@@ -7,9 +7,11 @@ limited queue takes the row's lock first (PostgreSQL `FOR UPDATE`; SQLite's writ
 transaction holds the whole file), so the claims of all dispatchers in that queue run one
 after another, each seeing the tokens and the running tasks the one before left.
 
-The bucket holds at most a tenth of a second of starts (at least one): after a quiet
+The bucket holds at most a twentieth of a second of starts (at least one): after a quiet
 spell a queue starts no burst bigger than that, so any one-second window sees at most
-rate + rate/10 starts, and a busy queue sees the rate itself.
+rate + rate/20 starts, and a busy queue sees the rate itself. (A bigger bucket lets the
+first second after a quiet spell overshoot; a smaller one loses tokens whenever every
+dispatcher comes back a few milliseconds late.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 # The bucket's capacity, in seconds of the rate.
-BURST_S = 0.1
+BURST_S = 0.05
 
 
 def bucket_capacity(rate: int) -> float:

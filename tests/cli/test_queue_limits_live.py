@@ -41,6 +41,7 @@ def test_three_workers_start_50_per_second_in_every_second(
     first = calls[0].at
     per_second = Counter(math.floor(call.at - first) for call in calls[:total])
     whole_seconds = [per_second[s] for s in range(SECONDS - 1)]  # the last may be cut short
+    print("starts per second:", whole_seconds)
     assert all(RATE - 5 <= n <= RATE + 5 for n in whole_seconds), whole_seconds
     ids = [call.header("X-Scheduler-Task-Id") for call in receiver.calls("/metered")]
     assert len(ids) == len(set(ids)), "a task was started twice"

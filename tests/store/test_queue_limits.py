@@ -8,9 +8,9 @@ from scheduler_core.store.queue_limits import bucket_capacity, grant, tokens_now
 
 
 @pytest.mark.parametrize(
-    ("rate", "capacity"), [(1, 1.0), (9, 1.0), (10, 1.0), (50, 5.0), (100_000, 10_000.0)]
+    ("rate", "capacity"), [(1, 1.0), (19, 1.0), (20, 1.0), (50, 2.5), (100_000, 5_000.0)]
 )
-def test_the_bucket_holds_a_tenth_of_a_second_of_the_rate_and_at_least_one(
+def test_the_bucket_holds_a_twentieth_of_a_second_of_the_rate_and_at_least_one(
     rate: int, capacity: float
 ) -> None:
     assert bucket_capacity(rate) == capacity
@@ -18,8 +18,8 @@ def test_the_bucket_holds_a_tenth_of_a_second_of_the_rate_and_at_least_one(
 
 def test_tokens_refill_at_the_rate_up_to_the_capacity() -> None:
     assert tokens_now(0.0, 0.02, 50) == pytest.approx(1.0)
-    assert tokens_now(0.5, 0.05, 50) == pytest.approx(3.0)
-    assert tokens_now(0.0, 3600.0, 50) == 5.0
+    assert tokens_now(0.5, 0.03, 50) == pytest.approx(2.0)
+    assert tokens_now(0.0, 3600.0, 50) == 2.5
     assert tokens_now(2.0, -1.0, 50) == 2.0  # a clock read before the last holder's
 
 
@@ -42,6 +42,6 @@ def test_concurrency_grants_the_room_left() -> None:
 
 
 def test_the_tighter_limit_wins() -> None:
-    assert grant(10, rate=50, tokens=5.0, concurrency=2, running=0).count == 2
+    assert grant(10, rate=50, tokens=2.5, concurrency=1, running=0).count == 1
     assert grant(10, rate=50, tokens=1.2, concurrency=8, running=0).count == 1
-    assert grant(3, rate=50, tokens=5.0, concurrency=8, running=0).limited_by is None
+    assert grant(2, rate=50, tokens=2.5, concurrency=8, running=0).limited_by is None
