@@ -249,6 +249,10 @@ class Dispatcher:
             if throttle is None:
                 throttle = self._throttles[queue.name] = Throttle()
             throttle.configure(queue.config.select_size, queue.config.base_interval_ms / 1000)
+        names = {q.name for q in state.queues} | {DEFAULT_QUEUE}
+        for gone in set(self._throttles) - names:  # a removed queue's window
+            if not self._throttles[gone].in_flight:
+                del self._throttles[gone]
         poll_ms = min((q.config.base_interval_ms for q in state.queues), default=None)
         if poll_ms is None:
             poll_ms = state.config.base_interval_ms
