@@ -153,13 +153,14 @@ class TestDatabase:
         return data
 
     def reset(self) -> None:
-        """Empty the task tables and put the configuration back to its defaults."""
+        """Empty the task and schedule tables and put the configuration back to its defaults."""
         defaults = RuntimeConfig().as_dict()
         assignments = ", ".join(f"{k} = {v}" for k, v in defaults.items())
         self.execute_all(
             [
                 "DELETE FROM scheduler_attempts",
                 "DELETE FROM scheduler_tasks",
+                "DELETE FROM scheduler_schedules",
                 f"UPDATE scheduler_config SET {assignments}",
             ]
         )
