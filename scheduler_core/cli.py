@@ -550,6 +550,10 @@ cli.add_command(cli_remote.enqueue)
 cli.add_command(cli_remote.tasks)
 cli.add_command(cli_remote.stats)
 
+from scheduler_core.cli_schedules import schedules  # noqa: E402
+
+cli.add_command(schedules)
+
 
 def main() -> None:
     cli(prog_name="scheduler")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -122,14 +123,8 @@ class AuthCipher:
         return [
             task
             if task.webhook_auth is None
-            else NewTask(
-                webhook_url=task.webhook_url,
-                webhook_auth=seal(task.webhook_auth),
-                execute_at=task.execute_at,
-                payload=task.payload,
-                idempotency_key=task.idempotency_key,
-                max_retries=task.max_retries,
-            )
+            # replace(): every other field (queue, schedule, what comes later) kept as given
+            else dataclasses.replace(task, webhook_auth=seal(task.webhook_auth))
             for task in tasks
         ]
 

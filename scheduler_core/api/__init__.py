@@ -15,6 +15,7 @@ from scheduler_core.api import (
     metrics_routes,
     plugin_routes,
     reference,
+    schedules,
     stats_routes,
     tasks,
 )
@@ -74,5 +75,6 @@ def create_app(
     app.register_blueprint(stats_routes.bp)
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(reference.bp)
+    app.register_blueprint(schedules.bp)
     ui.install(app, policy)
     return app

@@ -48,6 +48,7 @@ import scheduler_core
 SCHEMA_MODULES: tuple[str, ...] = (
     "scheduler_core.api.schemas",
     "scheduler_core.api.schemas_common",
+    "scheduler_core.api.schemas_schedules",
     "scheduler_core.api.schemas_stats",
     "scheduler_core.api.schemas_tasks",
     "scheduler_core.runtime_config",
@@ -60,6 +61,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 TAGS = [
     {"name": "tasks", "description": "Enqueue, read, list, reschedule, cancel and retry tasks."},
+    {"name": "schedules", "description": "Recurring tasks kept by the server (cron)."},
     {"name": "stats", "description": "Counts, backlog and lateness."},
     {"name": "config", "description": "The runtime configuration of the default queue."},
     {"name": "plugins", "description": "What the server has loaded."},

@@ -61,6 +61,7 @@ from scheduler_core.client.results import (
     format_time,
     snake_case,
 )
+from scheduler_core.client.schedules import Schedule, ScheduleMethods
 from scheduler_core.client.transport import Transport
 from scheduler_core.redaction import masked_url
 
@@ -78,6 +79,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "QueueStats",
+    "Schedule",
     "ServerError",
     "Stats",
     "Task",
@@ -137,7 +139,7 @@ class NewTask:
         return body
 
 
-class Client:
+class Client(ScheduleMethods):
     """The scheduler's REST API at `base_url` (``http://host:port``, no path).
 
     `api_key`: sent as ``Authorization: Bearer <key>`` (one of SCHEDULER_API_KEYS).

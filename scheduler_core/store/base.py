@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from scheduler_core.models import (
     ActivityBucket,
@@ -27,6 +27,7 @@ from scheduler_core.models import (
     TaskStatus,
 )
 from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.schedules.model import NewSchedule, Schedule
 from scheduler_core.store.changes import Listener, Watch
 from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
@@ -54,6 +55,10 @@ class QueueConflict(StoreError):
 
 class ScheduleNotFound(StoreError):
     """No schedule of that name exists; `args[0]` is the name."""
+
+
+class ScheduleConflict(StoreError):
+    """A schedule of that name exists already; `args[0]` is the name."""
 
 
 class TaskConflict(StoreError):
@@ -200,6 +205,57 @@ class Store(Protocol):
     def replace_webhook_auth(self, changes: Sequence[tuple[str, str, str]]) -> list[str]:
         """For each (task id, old, new), in one transaction: store `new` where the task
         still holds `old`; return the ids replaced."""
+
+    # -- schedules (recurring tasks kept by the server; store/schedules.py) ----------------
+
+    def create_schedule(self, new: NewSchedule) -> Schedule:
+        """Store `new`, its first fire time the first after the database clock (none
+        while paused), its webhookAuth sealed; CronError for an expression or a time zone
+        that cannot be used, QueueNotFound, ScheduleConflict when the name is taken."""
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    def get_schedule(self, name: str) -> Schedule:
+        """The schedule `name`; ScheduleNotFound."""
+
+    def update_schedule(self, name: str, changes: Mapping[str, Any]) -> Schedule:
+        """Change some of the fields in `schedules.CHANGEABLE` (model attribute names;
+        webhook_auth None removes it). A new cron or time zone moves nextFireAt to the
+        first fire time after the database clock. CronError, QueueNotFound,
+        ScheduleNotFound; ValueError for a field that cannot change."""
+
+    def delete_schedule(self, name: str) -> Schedule:
+        """Remove the schedule and return it as it was (its tasks stay);
+        ScheduleNotFound."""
+
+    def set_schedule_paused(self, name: str, paused: bool) -> Schedule:
+        """Pause (nextFireAt becomes null) or resume (nextFireAt the first fire time
+        after the database clock: paused time is not caught up); unchanged when it is so
+        already. ScheduleNotFound."""
+
+    def trigger_schedule(self, name: str) -> Task:
+        """Enqueue one run of the schedule's task now (no idempotency key; lastFireAt
+        unchanged), waking dispatchers. ScheduleNotFound, QueueNotFound."""
+
+    def fire_due_schedules(self, now: datetime | None = None) -> list[Task]:
+        """Fire every schedule due at `now` (None: the database clock), each in its own
+        transaction, as `schedules.plan_fire` decides; return the tasks created. Safe
+        from any number of processes at once: a fire is enqueued once."""
+
+    def next_schedule_fire(self) -> datetime | None:
+        """The earliest nextFireAt of a schedule that is not paused, or None."""
+
+    def schedule_due_in_s(self) -> float | None:
+        """Seconds from the database clock to next_schedule_fire() (<= 0: due), or None."""
+
+    def schedule_auth_page(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """scheduler rotate-key: up to `limit` (name, stored webhookAuth) of schedules
+        that have one, with a name after `after` ("" for the first page), by name."""
+
+    def replace_schedule_auth(self, changes: Sequence[tuple[str, str, str]]) -> list[str]:
+        """For each (name, old, new), in one transaction: store `new` where the schedule
+        still holds `old`; return the names replaced."""
 
     # -- moving between databases (scheduler export / import) ----------------------------
 

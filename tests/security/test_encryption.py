@@ -92,6 +92,26 @@ def test_webhook_auth_is_stored_encrypted_and_sent_as_given(clean_database, db, 
     assert sorted(str(c.header("Authorization")) for c in calls) == [AUTH] * 4 + ["None"]
 
 
+def test_an_encrypted_webhook_auth_keeps_the_task_in_the_queue_it_named(
+    clean_database, db, receiver
+):
+    # Sealing rebuilt each task from a list of fields: the queue was left out, so with a
+    # key set every task with a webhookAuth landed in `default`.
+    db.execute("INSERT INTO scheduler_config (queue) VALUES ('sealed')")
+    with scheduler(clean_database, K1) as (store, client, dispatcher):
+        one = enqueue(client, receiver.url("/one"), queue="sealed")
+        response = client.post(
+            "/api/v1/tasks",
+            json=[{"webhookUrl": receiver.url("/many"), "webhookAuth": AUTH, "queue": "sealed"}],
+        )
+        assert response.status_code == 201
+        [many] = [t["id"] for t in response.get_json()["tasks"]]
+        for task_id in (one, many):
+            assert store.get(task_id).queue == "sealed"
+        dispatcher.tick()
+    assert [c.header("Authorization") for c in receiver.calls()] == [AUTH, AUTH]
+
+
 def test_plaintext_rows_from_before_a_key_still_deliver(clean_database, db, receiver):
     with scheduler(clean_database) as (_store, client, _dispatcher):
         task_id = enqueue(client, receiver.url("/old"))
