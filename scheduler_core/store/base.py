@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from scheduler_core.migrations import Migration
 from scheduler_core.models import (
     ActivityBucket,
     AttemptRecord,
@@ -66,8 +67,13 @@ class TaskConflict(StoreError):
 class Store(Protocol):
     dialect: str
 
-    def migrate(self) -> list[str]:
-        """Apply pending migrations, one process at a time; return the names applied."""
+    def migrate(self, migrations: Sequence[Migration] | None = None) -> list[str]:
+        """Apply pending migrations, one process at a time; return the names applied.
+
+        `migrations`: those to know (default: every one of the dialect); a test gives a
+        prefix of them to make a database of an older version. StoreError, nothing
+        changed, when the database recorded a version they do not hold (a newer release
+        migrated it)."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
