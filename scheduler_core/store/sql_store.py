@@ -50,6 +50,8 @@ from scheduler_core.store.changes import (
     Watch,
 )
 from scheduler_core.store.group_commit import GroupCommit
+from scheduler_core.store.schedule_auth import ScheduleAuthVerbs
+from scheduler_core.store.sql_transfer import TransferVerbs
 from scheduler_core.store.stats import StatsVerbs
 from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
@@ -109,7 +111,7 @@ def new_task_ids(count: int) -> list[str]:
     ]
 
 
-class SqlStore(StatsVerbs, ABC):
+class SqlStore(StatsVerbs, TransferVerbs, ScheduleAuthVerbs, ABC):
     dialect: str
     q: dict[str, str]
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK

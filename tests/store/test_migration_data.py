@@ -229,7 +229,7 @@ def test_a_worker_started_on_the_old_database_migrates_it_and_delivers_the_due_t
     worker = processes.worker(url)
     calls = receiver.wait_for(len(data.due()), "/hook", timeout=60)
 
-    by_task = {c.header("X-Scheduler-Task-Id"): c for c in calls}
+    by_task = {str(c.header("X-Scheduler-Task-Id")): c for c in calls}
     assert set(by_task) == set(data.due())  # nothing else: future, running, finished stay
     for task_id, call in by_task.items():
         assert call.header("Authorization") == data.auth[task_id]
