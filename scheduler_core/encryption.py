@@ -17,7 +17,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from scheduler_core.models import NewTask
@@ -119,17 +119,11 @@ class AuthCipher:
                 token = sealed[value] = self.seal(value)
             return token
 
+        # replace(): every other field (queue, schedule...) kept as the task has it.
         return [
             task
             if task.webhook_auth is None
-            else NewTask(
-                webhook_url=task.webhook_url,
-                webhook_auth=seal(task.webhook_auth),
-                execute_at=task.execute_at,
-                payload=task.payload,
-                idempotency_key=task.idempotency_key,
-                max_retries=task.max_retries,
-            )
+            else replace(task, webhook_auth=seal(task.webhook_auth))
             for task in tasks
         ]
 
