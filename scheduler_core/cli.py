@@ -456,12 +456,13 @@ def _print_config(values: dict[str, int], as_json: bool) -> None:
 )
 @database_url_option
 def rotate_key(batch_size: int, database_url: str | None) -> None:
-    """Encrypt every stored webhookAuth with the first SCHEDULER_ENCRYPTION_KEY key.
+    """Encrypt every stored webhookAuth, of tasks and of schedules, with the first
+    SCHEDULER_ENCRYPTION_KEY key.
 
     Values sealed with another configured key are re-encrypted, plaintext ones (stored
     before a key was set) encrypted. Safe while servers and workers run, once every one of
     them holds the same key list."""
-    from scheduler_core.encryption import AuthCipher, RotationResult, rotate
+    from scheduler_core.encryption import AuthCipher, RotationResult, rotate, rotate_schedules
 
     settings = _settings(database_url)
     if not settings.encryption_keys:
@@ -474,8 +475,10 @@ def rotate_key(batch_size: int, database_url: str | None) -> None:
             last_report[0] = result.seen
             click.echo(f"... {result.seen} values read", err=True)
 
+    cipher = AuthCipher(settings.encryption_keys)
     try:
-        result = rotate(store, AuthCipher(settings.encryption_keys), batch_size, progress)
+        result = rotate(store, cipher, batch_size, progress)
+        schedules = rotate_schedules(store, cipher, batch_size)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -486,14 +489,33 @@ def rotate_key(batch_size: int, database_url: str | None) -> None:
         f"current, {result.changed_meanwhile} changed or deleted meanwhile (left alone), "
         f"{len(result.unreadable)} no configured key opens"
     )
-    if result.unreadable:
-        shown = ", ".join(result.unreadable[:10])
-        more = f" and {len(result.unreadable) - 10} more" if len(result.unreadable) > 10 else ""
+    if schedules.seen:  # a line of its own, when a schedule holds one
+        click.echo(
+            f"{schedules.seen} stored schedule webhookAuth values: {schedules.encrypted} "
+            f"plaintext encrypted, {schedules.reencrypted} re-encrypted with the first key, "
+            f"{schedules.current} already current, {schedules.changed_meanwhile} changed or "
+            f"deleted meanwhile (left alone), {len(schedules.unreadable)} no configured key opens"
+        )
+    unreadable = (
+        [f"{'task' if len(result.unreadable) == 1 else 'tasks'} {_first_ten(result.unreadable)}"]
+        if result.unreadable
+        else []
+    )
+    if schedules.unreadable:
+        noun = "schedule" if len(schedules.unreadable) == 1 else "schedules"
+        unreadable.append(f"{noun} {_first_ten(schedules.unreadable)}")
+    if unreadable:
+        count = len(result.unreadable) + len(schedules.unreadable)
         raise click.ClickException(
-            f"{len(result.unreadable)} values were encrypted with a key "
-            f"SCHEDULER_ENCRYPTION_KEY does not hold; left as they are (tasks {shown}{more}). "
+            f"{count} values were encrypted with a key "
+            f"SCHEDULER_ENCRYPTION_KEY does not hold; left as they are ({'; '.join(unreadable)}). "
             "Their attempts fail until that key is configured again."
         )
+
+
+def _first_ten(names: list[str]) -> str:
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return ", ".join(names[:10]) + more
 
 
 @cli.command("generate-key")

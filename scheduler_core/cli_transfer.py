@@ -1,9 +1,19 @@
-"""`scheduler export` and `scheduler import`: move tasks and the runtime config from one
-database to another (SQLite to PostgreSQL, say), ids and idempotency keys kept.
+"""`scheduler export` and `scheduler import`: move tasks, queues (with their runtime
+config) and schedules from one database to another (SQLite to PostgreSQL, say), ids and
+idempotency keys kept.
 
 The file format is scheduler_core.transfer's. It holds every webhookAuth in clear (the two
 databases may seal them with different SCHEDULER_ENCRYPTION_KEY keys), so export creates it
 readable by its owner only, and says so.
+
+What import does with what is there already: a task with the same id, a queue or a
+schedule with the same name is left as it is and counted (so an interrupted import can be
+run again); `--config` replaces the config of the queues already here with the exported
+one. A pending, running or stale task, or a schedule, whose queue is neither in the file
+nor in this database is refused before anything is written: creating that queue with the
+defaults (no rate limit, say) could let loose what its source held back. A resolved or
+cancelled task may name a queue that no longer exists (deleting a queue keeps them): it
+comes in as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import IO
 
 import click
@@ -27,11 +38,11 @@ from scheduler_core.store import Store, StoreError
 from scheduler_core.transfer import (
     FINISHED_STATUSES,
     LIVE_STATUSES,
+    ExportedSchedule,
     ExportedTask,
     ExportFileError,
     ExportHeader,
     ImportResult,
-    config_columns,
     header_line,
     read_header,
     read_tasks,
@@ -107,8 +118,9 @@ def _counts_text(
 def export_command(
     output: str, include_finished: bool, force: bool, batch_size: int, database_url: str | None
 ) -> None:
-    """Write the runtime config and every pending, running and stale task to a file, as
-    JSON Lines, for `scheduler import` into another database.
+    """Write every queue (its runtime config and pause state), every schedule and every
+    pending, running and stale task to a file, as JSON Lines, for `scheduler import` into
+    another database.
 
     Stop `scheduler serve` and every `scheduler worker` on this database first: export
     refuses while tasks are running (a dispatcher is delivering them) unless --force. The
@@ -120,9 +132,9 @@ def export_command(
         _drain_check(store, force)
         cipher = AuthCipher(settings.encryption_keys) if settings.encryption_keys else None
         with _output(output) as (stream, shown_name):
-            exported, unreadable = _write_export(store, stream, statuses, cipher, batch_size)
-            if unreadable:
-                raise _Unreadable(unreadable)
+            written = _write_export(store, stream, statuses, cipher, batch_size)
+            if written.unreadable_tasks or written.unreadable_schedules:
+                raise _Unreadable(written.unreadable_tasks, written.unreadable_schedules)
     except _Unreadable as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
@@ -130,9 +142,10 @@ def export_command(
     finally:
         store.close()
     click.echo(
-        f"exported {_quantity(sum(exported.values()), 'task')} "
-        f"({_counts_text(exported, statuses)}) and "
-        f"the runtime config to {shown_name}",
+        f"exported {_quantity(sum(written.tasks.values()), 'task')} "
+        f"({_counts_text(written.tasks, statuses)}), {_quantity(written.queues, 'queue')} "
+        f"with their runtime config and {_quantity(written.schedules, 'schedule')} "
+        f"to {shown_name}",
         err=True,
     )
     click.echo(
@@ -144,14 +157,21 @@ def export_command(
 
 
 class _Unreadable(Exception):
-    def __init__(self, ids: list[str]):
-        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-        values = _quantity(len(ids), "stored webhookAuth value")
+    def __init__(self, ids: list[str], schedules: list[str]):
+        which = [
+            f"{'task' if len(names) == 1 else kind + 's'} {_first_ten(names)}"
+            for kind, names in (("task", ids), ("schedule", schedules))
+            if names
+        ]
+        values = _quantity(len(ids) + len(schedules), "stored webhookAuth value")
         super().__init__(
             f"nothing exported: {values} cannot be opened with SCHEDULER_ENCRYPTION_KEY "
-            f"({'task' if len(ids) == 1 else 'tasks'} {shown}); set it to the key list the "
-            "server on this database uses"
+            f"({'; '.join(which)}); set it to the key list the server on this database uses"
         )
+
+
+def _first_ten(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _drain_check(store: Store, force: bool) -> None:
@@ -215,27 +235,44 @@ def _output(path: str) -> Iterator[tuple[IO[str], str]]:
             os.unlink(path)
 
 
+@dataclass
+class _Written:
+    tasks: Counter[TaskStatus] = field(default_factory=Counter)
+    queues: int = 0
+    schedules: int = 0
+    unreadable_tasks: list[str] = field(default_factory=list)  # ids no configured key opens
+    unreadable_schedules: list[str] = field(default_factory=list)  # names
+
+
 def _write_export(
     store: Store,
     stream: IO[str],
     statuses: frozenset[TaskStatus],
     cipher: AuthCipher | None,
     batch_size: int,
-) -> tuple[Counter[TaskStatus], list[str]]:
-    """Write header, tasks and trailer; return the tasks written by status and the ids of
-    those whose webhookAuth no configured key opens."""
-    stream.write(header_line(store.dialect, statuses, store.get_config()))
-    exported: Counter[TaskStatus] = Counter()
-    unreadable: list[str] = []
+) -> _Written:
+    """Write header (queues, schedules), tasks and trailer; say what was written and which
+    webhookAuth values no configured key opens."""
+    written = _Written()
+    queues = store.export_queues()
+    schedules: list[tuple[ExportedSchedule, str | None]] = []
+    for schedule in store.export_schedules():
+        auth, problem = reveal(schedule.webhook_auth, cipher)
+        if problem is not None:
+            written.unreadable_schedules.append(schedule.name)
+            continue
+        schedules.append((schedule, auth))
+    stream.write(header_line(store.dialect, statuses, queues, schedules))
+    written.queues, written.schedules = len(queues), len(schedules)
     for task in store.export_tasks(statuses, batch_size):
         auth, problem = reveal(task.webhook_auth, cipher)
         if problem is not None:
-            unreadable.append(task.id)
+            written.unreadable_tasks.append(task.id)
             continue
         stream.write(task_line(task, auth))
-        exported[task.status] += 1
-    stream.write(trailer_line(sum(exported.values())))
-    return exported, unreadable
+        written.tasks[task.status] += 1
+    stream.write(trailer_line(sum(written.tasks.values())))
+    return written
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -247,7 +284,8 @@ def _write_export(
     "--config",
     "replace_config",
     is_flag=True,
-    help="Replace this database's runtime config with the exported one.",
+    help="Replace the runtime config of the queues already in this database (default "
+    "included) with the exported one. Queues this database lacks are created with theirs.",
 )
 @click.option("--create", is_flag=True, help="Create the SQLite file if it does not exist.")
 @batch_size_option
@@ -257,21 +295,29 @@ def import_command(
 ) -> None:
     """Load a `scheduler export` file into this database (SCHEDULER_DATABASE_URL).
 
-    The whole file is checked first: a bad line or a file cut short imports nothing. Tasks
-    keep their ids and idempotency keys; a task already here (same id) is skipped and
-    counted, so an interrupted import can be run again. Tasks exported running come in
-    pending. webhookAuth is sealed with this process's SCHEDULER_ENCRYPTION_KEY, if set.
-    Each batch of --batch-size tasks is one transaction."""
+    The whole file is checked first: a bad line or a file cut short imports nothing. Queues
+    and schedules this database lacks are created as exported (config, pause state, fire
+    times); those here already are left as they are (--config replaces the queues' config).
+    A live task or a schedule whose queue is neither in the file nor here is refused, and
+    nothing is imported. Tasks keep their ids, queues and idempotency keys; a task already
+    here (same id) is skipped and counted, so an interrupted import can be run again. Tasks
+    exported running come in pending. webhookAuth is sealed with this process's
+    SCHEDULER_ENCRYPTION_KEY, if set. Each batch of --batch-size tasks is one transaction.
+    Files written by earlier versions (format 1, before queues) import into `default`."""
     with _input(file) as stream:
-        header, by_status = _check_file(stream)
+        header, contents = _check_file(stream)
         settings, store = _open(database_url, create=create)
         try:
-            columns = config_columns(header, store.get_config()) if replace_config else None
+            _check_queues(store, header, contents)
+            created_queues = store.import_queues(header.queues)
+            created_schedules = store.import_schedules(header.schedules)
             stream.seek(0)
             stream.readline()  # the header, read already
             result = _import_batches(store, stream, batch_size)
-            if columns is not None:
-                store.update_config(columns)
+            kept = [q for q in header.queues if q.name not in created_queues]
+            if replace_config:
+                for queue in kept:
+                    store.update_config(dict(queue.columns), queue=queue.name)
         except ExportFileError as exc:
             raise click.ClickException(f"{file}: {exc}") from None
         except ConfigError as exc:
@@ -280,7 +326,44 @@ def import_command(
             raise click.ClickException(str(exc)) from None
         finally:
             store.close()
-    _report_import(result, by_status, replace_config, settings)
+    _report_import(result, contents.by_status, settings)
+    _report_setup(
+        header,
+        created_queues,
+        [q.name for q in kept],
+        created_schedules,
+        replace_config,
+    )
+
+
+@dataclass
+class _FileContents:
+    by_status: Counter[TaskStatus] = field(default_factory=Counter)
+    # queue -> (line of its first live task, live tasks in it): the queues that must exist
+    live_queues: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def _check_queues(store: Store, header: ExportHeader, contents: _FileContents) -> None:
+    """Refuse, before anything is written, live tasks and schedules whose queue is neither
+    in the file nor in this database."""
+    in_file = {q.name for q in header.queues}
+    wanted: dict[str, list[str]] = {}
+    for name, (line, count) in contents.live_queues.items():
+        if name not in in_file:
+            wanted.setdefault(name, []).append(
+                f"{_quantity(count, 'live task')}, the first on line {line}"
+            )
+    for schedule in header.schedules:
+        if schedule.queue not in in_file:
+            wanted.setdefault(schedule.queue, []).append(f"schedule {schedule.name}")
+    missing = sorted(set(wanted) - store.existing_queues(set(wanted))) if wanted else []
+    if missing:
+        shown = "; ".join(f"{name!r} ({', '.join(wanted[name])})" for name in missing)
+        raise click.ClickException(
+            f"nothing imported: {_quantity(len(missing), 'queue')} neither in the file nor "
+            f"in this database: {shown}. Create {'it' if len(missing) == 1 else 'them'} here "
+            "first (PUT /api/v1/queues/NAME, or `scheduler queues`), then import again"
+        )
 
 
 @contextmanager
@@ -300,25 +383,30 @@ def _input(path: str) -> Iterator[IO[str]]:
         yield spool
 
 
-def _check_file(stream: IO[str]) -> tuple[ExportHeader, Counter[TaskStatus]]:
+def _check_file(stream: IO[str]) -> tuple[ExportHeader, _FileContents]:
     """Read the whole file once: header, every task line, the end line. Nothing is written
     unless all of it is sound."""
+    contents = _FileContents()
     try:
         header = read_header(stream.readline())
-        by_status: Counter[TaskStatus] = Counter()
-        for _number, task in read_tasks(stream):
-            by_status[task.status] += 1
+        for number, task in read_tasks(stream):
+            contents.by_status[task.status] += 1
+            if task.status in LIVE_STATUSES:
+                line, count = contents.live_queues.get(task.queue, (number, 0))
+                contents.live_queues[task.queue] = (line, count + 1)
     except ExportFileError as exc:
         raise click.ClickException(f"nothing imported: {exc}") from None
     except UnicodeDecodeError:
         raise click.ClickException("nothing imported: the file is not UTF-8 text") from None
+    by_status = contents.by_status
     click.echo(
-        f"file: {_quantity(sum(by_status.values()), 'task')} ({_counts_text(by_status)}) "
-        "exported from "
-        f"{header.dialect}",
+        f"file: {_quantity(sum(by_status.values()), 'task')} ({_counts_text(by_status)}), "
+        f"{_quantity(len(header.queues), 'queue')} and "
+        f"{_quantity(len(header.schedules), 'schedule')} exported from {header.dialect}"
+        + (" (format version 1: every task in `default`)" if header.version == 1 else ""),
         err=True,
     )
-    return header, by_status
+    return header, contents
 
 
 def _import_batches(store: Store, stream: IO[str], batch_size: int) -> ImportResult:
@@ -350,7 +438,6 @@ def _import_batches(store: Store, stream: IO[str], batch_size: int) -> ImportRes
 def _report_import(
     result: ImportResult,
     by_status: Counter[TaskStatus],
-    replaced_config: bool,
     settings: Settings,
 ) -> None:
     click.echo(
@@ -375,15 +462,43 @@ def _report_import(
             f"({'task' if taken == 1 else 'tasks'} {shown}{more})",
             err=True,
         )
-    click.echo(
-        "runtime config replaced with the exported one"
-        if replaced_config
-        else "runtime config left as it is (--config replaces it with the exported one)",
-        err=True,
-    )
     if not settings.encryption_keys and result.created:
         click.echo(
             "note: SCHEDULER_ENCRYPTION_KEY is not set: webhookAuth values are stored as "
             "given, unencrypted",
+            err=True,
+        )
+
+
+def _names(names: list[str]) -> str:
+    return f" ({_first_ten(names)})" if names else ""
+
+
+def _report_setup(
+    header: ExportHeader,
+    created_queues: list[str],
+    kept_queues: list[str],
+    created_schedules: list[str],
+    replaced_config: bool,
+) -> None:
+    click.echo(
+        f"queues: {len(created_queues)} created{_names(created_queues)}, "
+        f"{len(kept_queues)} already here{_names(kept_queues)}",
+        err=True,
+    )
+    if kept_queues:
+        click.echo(
+            "runtime config replaced with the exported one for the queues already here"
+            if replaced_config
+            else "runtime config of the queues already here left as it is (--config replaces "
+            "it with the exported one)",
+            err=True,
+        )
+    if header.schedules:
+        kept = [s.name for s in header.schedules if s.name not in created_schedules]
+        click.echo(
+            f"schedules: {len(created_schedules)} created{_names(created_schedules)}, "
+            f"{len(kept)} already here{_names(kept)}, left as "
+            f"{'it is' if len(kept) == 1 else 'they are'}",
             err=True,
         )

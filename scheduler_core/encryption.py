@@ -19,7 +19,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scheduler_core.models import NewTask
 
@@ -120,6 +120,7 @@ class AuthCipher:
                 token = sealed[value] = self.seal(value)
             return token
 
+        # replace(): every other field (queue, schedule...) kept as the task has it.
         return [
             task
             if task.webhook_auth is None
@@ -178,7 +179,7 @@ class RotationResult:
     reencrypted: int = 0  # values sealed with an older key, now with the first
     current: int = 0  # already sealed with the first key: left alone
     changed_meanwhile: int = 0  # changed or deleted while this ran: left alone
-    unreadable: list[str] = field(default_factory=list)  # task ids no key opens
+    unreadable: list[str] = field(default_factory=list)  # task ids (schedule names) no key opens
 
     @property
     def seen(self) -> int:
@@ -197,36 +198,69 @@ def rotate(
     batch_size: int = ROTATE_BATCH,
     progress: Callable[[RotationResult], None] | None = None,
 ) -> RotationResult:
-    """Seal every stored webhookAuth with the first key, `batch_size` rows a transaction.
+    """Seal every task's stored webhookAuth with the first key, `batch_size` rows a
+    transaction; `unreadable` holds task ids.
 
     Safe while servers and workers run: each row is replaced only if it still holds the
     value that was read (a task deleted or changed meanwhile is left alone), and every
     process must already hold the new key list, so both the old and the new value open.
     """
+
+    def page(after: Any) -> list[tuple[Any, str, str]]:
+        return store.webhook_auth_page(after, batch_size)
+
+    return _rotate(page, 0, store.replace_webhook_auth, cipher, progress)
+
+
+def rotate_schedules(
+    store: Store,
+    cipher: AuthCipher,
+    batch_size: int = ROTATE_BATCH,
+    progress: Callable[[RotationResult], None] | None = None,
+) -> RotationResult:
+    """As `rotate`, for the schedules' webhookAuth; `unreadable` holds schedule names."""
+
+    def page(after: Any) -> list[tuple[Any, str, str]]:
+        return [
+            (name, name, stored) for name, stored in store.schedule_auth_page(after, batch_size)
+        ]
+
+    return _rotate(page, "", store.replace_schedule_auth, cipher, progress)
+
+
+def _rotate(
+    page: Callable[[Any], list[tuple[Any, str, str]]],
+    start: Any,
+    replace: Callable[[Sequence[tuple[str, str, str]]], list[str]],
+    cipher: AuthCipher,
+    progress: Callable[[RotationResult], None] | None,
+) -> RotationResult:
+    """Walk `page(after)` (position, key, stored value) from `start`, resealing each value
+    and handing the changes of each page to `replace` (compare and set)."""
     result = RotationResult()
-    after = 0
+    after = start
     while True:
-        page = store.webhook_auth_page(after, batch_size)
-        if not page:
+        rows = page(after)
+        if not rows:
             return result
-        after = page[-1][0]
+        after = rows[-1][0]
         changes: list[tuple[str, str, str]] = []
         kinds: list[bool] = []  # per change: was it plaintext
-        for _seq, task_id, stored in page:
+        for _position, key, stored in rows:
             try:
                 sealed = cipher.resealed(stored)
             except UnreadableAuth:
-                result.unreadable.append(task_id)
+                result.unreadable.append(key)
                 continue
             if sealed is None:
                 result.current += 1
                 continue
-            changes.append((task_id, stored, sealed))
+            changes.append((key, stored, sealed))
             kinds.append(not stored.startswith(PREFIX))
         if changes:
-            replaced = set(store.replace_webhook_auth(changes))
-            for (task_id, _, _), plaintext in zip(changes, kinds, strict=True):
-                if task_id not in replaced:
+            replaced = set(replace(changes))
+            for (key, _, _), plaintext in zip(changes, kinds, strict=True):
+                if key not in replaced:
                     result.changed_meanwhile += 1
                 elif plaintext:
                     result.encrypted += 1

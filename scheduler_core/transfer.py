@@ -1,25 +1,35 @@
-"""The file `scheduler export` writes and `scheduler import` reads: tasks moved between
-databases (SQLite to PostgreSQL, or to a database with another encryption key).
+"""The file `scheduler export` writes and `scheduler import` reads: tasks, queues and
+schedules moved between databases (SQLite to PostgreSQL, or to a database with another
+encryption key).
 
 JSON Lines, UTF-8, one object a line:
 
-- first, the header: ``{"format": "scheduler-core-export", "version": 1, "dialect": ...,
-  "exportedAt": ..., "statuses": [...], "config": {camelCase runtime config}}``;
+- first, the header: ``{"format": "scheduler-core-export", "version": 2, "dialect": ...,
+  "exportedAt": ..., "statuses": [...], "queues": [...], "schedules": [...]}``: every
+  queue (``{"name", "paused", "config": {camelCase runtime config}}``, see
+  `QueueEntrySchema`) and every schedule (its columns, its ``webhookAuth`` in clear, see
+  `ScheduleEntrySchema`), by name;
 - then one task a line, in creation order (see `TaskLineSchema`): every column a task
-  needs to go on where it stopped in the other database, its attempt history, its
-  ``webhookAuth`` in clear (the two databases may seal it with different keys) and its
-  payload's stored JSON text, verbatim, as the string ``payloadJson``;
+  needs to go on where it stopped in the other database (its ``queue`` and ``schedule``
+  included), its attempt history, its ``webhookAuth`` in clear (the two databases may seal
+  it with different keys) and its payload's stored JSON text, verbatim, as the string
+  ``payloadJson``;
 - last, the trailer: ``{"end": true, "tasks": N}``. A file without it was cut short (a
   full disk, an interrupted copy) and is refused before anything is imported.
 
 Times are UTC ISO-8601 with microseconds and a Z, exactly as stored on either backend.
+
+Version 1 (before named queues) is still read: its header holds ``"config"``, the one
+queue's, instead of ``queues`` and ``schedules``; its tasks are all in ``default``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+import zoneinfo
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -31,9 +41,12 @@ from scheduler_core.models import AttemptOutcome, TaskStatus
 from scheduler_core.runtime_config import ConfigError, RuntimeConfig, validate_changes
 
 FORMAT = "scheduler-core-export"
-VERSION = 1
-# Every task is in queue "default" until named queues exist; a line naming another is refused.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_QUEUE = "default"
+# Queue and schedule names (SPEC.md): as the API and the tables' CHECKs have them.
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NAME_RULE = "1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
 LIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.STALE})
 FINISHED_STATUSES = frozenset({TaskStatus.RESOLVED, TaskStatus.CANCELLED})
 # lastError of the attempt a task was in when it was exported `running`: its lease belonged
@@ -82,6 +95,46 @@ class ExportedTask:
     updated_at: datetime
     resolved_at: datetime | None
     history: tuple[ExportedAttempt, ...] = ()
+    queue: str = DEFAULT_QUEUE
+    schedule: str | None = None  # the schedule whose fire made the task
+
+
+@dataclass(frozen=True)
+class ExportedQueue:
+    """A queue's config row. `columns` are the config keys the file gave (every one, from
+    this version's export; a version 1 file may lack the newer keys), checked against the
+    bounds; `paused` is None when the file does not say (version 1)."""
+
+    name: str
+    columns: Mapping[str, int]
+    paused: bool | None = False
+
+    @property
+    def config(self) -> RuntimeConfig:
+        """The config a queue created from this entry gets: the defaults, then `columns`."""
+        return RuntimeConfig(**{**RuntimeConfig().as_dict(), **self.columns})
+
+
+@dataclass(frozen=True)
+class ExportedSchedule:
+    """A schedule with every column. `webhook_auth` as stored when read by
+    `Store.export_schedules`, in clear in the file and when given to
+    `Store.import_schedules`, which seals it with the target's key, as tasks'."""
+
+    name: str
+    cron: str
+    timezone: str
+    catch_up: str
+    paused: bool
+    webhook_url: str
+    webhook_auth: str | None = field(repr=False)
+    payload_json: str
+    queue: str
+    max_retries: int | None
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -114,23 +167,55 @@ def time_text(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def header_line(dialect: str, statuses: Iterable[TaskStatus], config: RuntimeConfig) -> str:
+def _time_or_none(value: datetime | None) -> str | None:
+    return None if value is None else time_text(value)
+
+
+def header_line(
+    dialect: str,
+    statuses: Iterable[TaskStatus],
+    queues: Sequence[ExportedQueue],
+    schedules: Sequence[tuple[ExportedSchedule, str | None]],
+) -> str:
+    """The header: every queue, and every schedule with its webhookAuth (in clear) given
+    beside it in place of the stored value."""
     header = {
         "format": FORMAT,
         "version": VERSION,
         "dialect": dialect,
         "exportedAt": time_text(datetime.now(UTC)),  # informative only
         "statuses": sorted(s.value for s in statuses),
-        "config": config.as_camel(),
+        "queues": [
+            {"name": q.name, "paused": q.paused, "config": q.config.as_camel()} for q in queues
+        ],
+        "schedules": [
+            {
+                "name": s.name,
+                "cron": s.cron,
+                "timezone": s.timezone,
+                "catchUp": s.catch_up,
+                "paused": s.paused,
+                "webhookUrl": s.webhook_url,
+                "webhookAuth": auth,
+                "payloadJson": s.payload_json,
+                "queue": s.queue,
+                "maxRetries": s.max_retries,
+                "nextFireAt": _time_or_none(s.next_fire_at),
+                "lastFireAt": _time_or_none(s.last_fire_at),
+                "createdAt": time_text(s.created_at),
+                "updatedAt": time_text(s.updated_at),
+            }
+            for s, auth in schedules
+        ],
     }
-    return json.dumps(header) + "\n"
+    return json.dumps(header, ensure_ascii=True) + "\n"
 
 
 def task_line(task: ExportedTask, webhook_auth: str | None) -> str:
     """One task as a line, with `webhook_auth` (in clear) in place of the stored value."""
     line = {
         "id": task.id,
-        "queue": DEFAULT_QUEUE,
+        "queue": task.queue,
         "webhookUrl": task.webhook_url,
         "webhookAuth": webhook_auth,
         "payloadJson": task.payload_json,
@@ -147,6 +232,7 @@ def task_line(task: ExportedTask, webhook_auth: str | None) -> str:
         "createdAt": time_text(task.created_at),
         "updatedAt": time_text(task.updated_at),
         "resolvedAt": time_text(task.resolved_at) if task.resolved_at else None,
+        "schedule": task.schedule,
         "attemptHistory": [
             {
                 "attempt": a.attempt,
@@ -194,11 +280,24 @@ class AttemptLineSchema(Schema):
     latenessMs = StrictInteger(allow_none=True, load_default=None)
 
 
+def _check_name(value: str) -> None:
+    if not NAME.fullmatch(value):
+        raise ValidationError(f"Must be {NAME_RULE}")
+
+
+def _check_json_text(value: str) -> None:
+    try:
+        json.loads(value)
+    except ValueError:
+        raise ValidationError("Not JSON text.") from None
+
+
 class TaskLineSchema(Schema):
     """One task line of an export file. Unknown fields are refused."""
 
     id = fields.String(required=True)
-    queue = fields.String(load_default=DEFAULT_QUEUE)
+    queue = fields.String(load_default=DEFAULT_QUEUE, validate=_check_name)
+    schedule = fields.String(allow_none=True, load_default=None, validate=_check_name)
     webhookUrl = fields.String(required=True, validate=validate.Length(min=1))
     webhookAuth = fields.String(allow_none=True, load_default=None)
     payloadJson = fields.String(required=True)
@@ -226,20 +325,54 @@ class TaskLineSchema(Schema):
         except ValueError:
             raise ValidationError("Not a task id (a UUID).") from None
 
-    @validates("queue")
-    def _check_queue(self, value: str, **_: Any) -> None:
-        if value != DEFAULT_QUEUE:
-            raise ValidationError(f"No queue named {value!r}.")
-
     @validates("payloadJson")
     def _check_payload(self, value: str, **_: Any) -> None:
+        _check_json_text(value)
+
+
+class QueueEntrySchema(Schema):
+    """One entry of the header's `queues`: the config is checked apart (config_columns)."""
+
+    name = fields.String(required=True, validate=_check_name)
+    paused = fields.Boolean(required=True)
+    config = fields.Dict(keys=fields.String(), required=True)
+
+
+class ScheduleEntrySchema(Schema):
+    """One entry of the header's `schedules`. Unknown fields are refused."""
+
+    name = fields.String(required=True, validate=_check_name)
+    cron = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    timezone = fields.String(required=True)
+    catchUp = fields.String(required=True, validate=validate.OneOf(["latest", "none"]))
+    paused = fields.Boolean(required=True)
+    webhookUrl = fields.String(required=True, validate=validate.Length(min=1))
+    webhookAuth = fields.String(allow_none=True, load_default=None)
+    payloadJson = fields.String(required=True, validate=_check_json_text)
+    queue = fields.String(required=True, validate=_check_name)
+    maxRetries = StrictInteger(
+        allow_none=True, load_default=None, validate=validate.Range(min=0, max=1000)
+    )
+    nextFireAt = _time(allow_none=True, load_default=None)
+    lastFireAt = _time(allow_none=True, load_default=None)
+    createdAt = _time(required=True)
+    updatedAt = _time(required=True)
+
+    @validates("timezone")
+    def _check_timezone(self, value: str, **_: Any) -> None:
         try:
-            json.loads(value)
-        except ValueError:
-            raise ValidationError("Not JSON text.") from None
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValidationError("Not an IANA time zone.") from None
+
+
+class _HeaderV2Schema(Schema):
+    queues = fields.List(fields.Nested(QueueEntrySchema), required=True)
+    schedules = fields.List(fields.Nested(ScheduleEntrySchema), required=True)
 
 
 _TASK_SCHEMA = TaskLineSchema()
+_HEADER_V2_SCHEMA = _HeaderV2Schema()
 
 
 def _task(data: dict[str, Any]) -> ExportedTask:
@@ -261,6 +394,8 @@ def _task(data: dict[str, Any]) -> ExportedTask:
         created_at=data["createdAt"],
         updated_at=data["updatedAt"],
         resolved_at=data["resolvedAt"],
+        queue=data["queue"],
+        schedule=data["schedule"],
         history=tuple(
             ExportedAttempt(
                 attempt=a["attempt"],
@@ -292,40 +427,95 @@ def _details(messages: Any, prefix: str = "") -> list[str]:
 @dataclass(frozen=True)
 class ExportHeader:
     dialect: str
+    version: int
     statuses: tuple[str, ...]
-    config: dict[str, Any]
+    queues: tuple[ExportedQueue, ...]
+    schedules: tuple[ExportedSchedule, ...]
 
 
 def read_header(line: str) -> ExportHeader:
-    """The header line; ExportFileError unless it is one this version reads."""
+    """The header line, every queue's config and every schedule checked; ExportFileError
+    unless it is one this version reads."""
     try:
         header = json.loads(line)
     except ValueError:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ExportFileError(f"line 1: not a {FORMAT} file (made by `scheduler export`)")
-    if header.get("version") != VERSION:
+    version = header.get("version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise ExportFileError(
-            f"line 1: export format version {header.get('version')!r}; this scheduler-core "
-            f"reads version {VERSION}"
+            f"line 1: export format version {version!r}; this scheduler-core reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
-    config = header.get("config")
-    if not isinstance(config, dict):
-        raise ExportFileError("line 1: the header holds no config object")
+    if version == 1:  # before named queues: the one config is the default queue's
+        config = header.get("config")
+        if not isinstance(config, dict):
+            raise ExportFileError("line 1: the header holds no config object")
+        queues: tuple[ExportedQueue, ...] = (
+            ExportedQueue(DEFAULT_QUEUE, config_columns(config, "config"), paused=None),
+        )
+        schedules: tuple[ExportedSchedule, ...] = ()
+    else:
+        queues, schedules = _queues_and_schedules(header)
     return ExportHeader(
         dialect=str(header.get("dialect")),
+        version=int(version),
         statuses=tuple(header.get("statuses") or ()),
-        config=config,
+        queues=queues,
+        schedules=schedules,
     )
 
 
-def config_columns(header: ExportHeader, current: RuntimeConfig) -> dict[str, int]:
-    """The header's config as columns for Store.update_config, every key checked against
-    the bounds; ExportFileError naming each bad key."""
+def _queues_and_schedules(
+    header: dict[str, Any],
+) -> tuple[tuple[ExportedQueue, ...], tuple[ExportedSchedule, ...]]:
     try:
-        return validate_changes(current, dict(header.config), camel=True)
+        loaded = _HEADER_V2_SCHEMA.load(
+            {"queues": header.get("queues"), "schedules": header.get("schedules")}
+        )
+    except ValidationError as exc:
+        raise ExportFileError(f"line 1: {'; '.join(_details(exc.messages))}") from None
+    queues = tuple(
+        ExportedQueue(q["name"], config_columns(q["config"], f"queues.{n}.config"), q["paused"])
+        for n, q in enumerate(loaded["queues"])
+    )
+    schedules = tuple(
+        ExportedSchedule(
+            name=s["name"],
+            cron=s["cron"],
+            timezone=s["timezone"],
+            catch_up=s["catchUp"],
+            paused=s["paused"],
+            webhook_url=s["webhookUrl"],
+            webhook_auth=s["webhookAuth"],
+            payload_json=s["payloadJson"],
+            queue=s["queue"],
+            max_retries=s["maxRetries"],
+            next_fire_at=s["nextFireAt"],
+            last_fire_at=s["lastFireAt"],
+            created_at=s["createdAt"],
+            updated_at=s["updatedAt"],
+        )
+        for s in loaded["schedules"]
+    )
+    for kind, names in (
+        ("queue", [q.name for q in queues]),
+        ("schedule", [s.name for s in schedules]),
+    ):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ExportFileError(f"line 1: {kind} {twice[0]!r} is listed twice")
+    return queues, schedules
+
+
+def config_columns(config: dict[str, Any], where: str) -> dict[str, int]:
+    """A config object of the file as columns, every key checked against the bounds;
+    ExportFileError naming each bad key."""
+    try:
+        return validate_changes(RuntimeConfig(), dict(config), camel=True)
     except ConfigError as exc:
-        raise ExportFileError(f"line 1: config: {exc}") from None
+        raise ExportFileError(f"line 1: {where}: {exc}") from None
 
 
 def read_tasks(lines: IO[str]) -> Iterator[tuple[int, ExportedTask]]:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from scheduler_core.migrations import Migration
 from scheduler_core.models import (
     ActivityBucket,
     AttemptRecord,
@@ -29,7 +30,13 @@ from scheduler_core.models import (
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.schedules.model import NewSchedule, Schedule
 from scheduler_core.store.changes import Listener, Watch
-from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
+from scheduler_core.transfer import (
+    ExportCounts,
+    ExportedQueue,
+    ExportedSchedule,
+    ExportedTask,
+    ImportResult,
+)
 
 
 class StoreError(Exception):
@@ -72,8 +79,13 @@ class TaskConflict(StoreError):
 class Store(Protocol):
     dialect: str
 
-    def migrate(self) -> list[str]:
-        """Apply pending migrations, one process at a time; return the names applied."""
+    def migrate(self, migrations: Sequence[Migration] | None = None) -> list[str]:
+        """Apply pending migrations, one process at a time; return the names applied.
+
+        `migrations`: those to know (default: every one of the dialect); a test gives a
+        prefix of them to make a database of an older version. StoreError, nothing
+        changed, when the database recorded a version they do not hold (a newer release
+        migrated it)."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
@@ -272,12 +284,30 @@ class Store(Protocol):
         transaction that sees one snapshot: a task changed meanwhile is read as it was,
         once. The iterator holds a connection until it is exhausted or closed."""
 
+    def export_queues(self) -> list[ExportedQueue]:
+        """Every queue's name, config and pause state, by name."""
+
+    def export_schedules(self) -> list[ExportedSchedule]:
+        """Every schedule with every column, by name; webhookAuth as stored (sealed when
+        encrypted: the caller opens it)."""
+
+    def import_queues(self, queues: Sequence[ExportedQueue]) -> list[str]:
+        """Create, in one transaction, the queues of `queues` this database lacks, with
+        their config and pause state (`paused` None: not paused), and wake every
+        dispatcher; return the names created. A queue here already is left as it is."""
+
+    def import_schedules(self, schedules: Sequence[ExportedSchedule]) -> list[str]:
+        """Create, in one transaction, the schedules this database lacks, every column
+        kept (fire times included), webhookAuth (in clear) sealed with this store's key;
+        return the names created. A schedule here already is left as it is. Their queues
+        are the caller's to check."""
+
     def import_tasks(self, tasks: Sequence[ExportedTask]) -> ImportResult:
-        """Create `tasks` as given, in one transaction, ids, times, attempts and history
-        kept; webhookAuth (in clear) sealed with this store's key. A task whose id exists
-        already, or whose idempotency key another task holds, is skipped and reported. A
-        `running` task comes in `pending`, due at its nextAttemptAt, its attempt in flight
-        recorded lost: its lease belonged to the other database."""
+        """Create `tasks` as given, in one transaction, ids, queues, schedules, times,
+        attempts and history kept; webhookAuth (in clear) sealed with this store's key. A
+        task whose id exists already, or whose idempotency key another task holds, is
+        skipped and reported. A `running` task comes in `pending`, due at its nextAttemptAt,
+        its attempt in flight recorded lost: its lease belonged to the other database."""
 
 
 MAX_POSITION = 2**63 - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +14,9 @@ import psycopg2
 import psycopg2.extensions
 
 from scheduler_core.encryption import AuthCipher
+from scheduler_core.migrations import Migration, pending
 from scheduler_core.migrations import load as load_migrations
+from scheduler_core.store.base import StoreError
 from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.pg_listener import NotifyListener
@@ -149,7 +151,8 @@ class PostgresStore(SqlStore):
         self.group_commit.close()
         self.pool.close()
 
-    def migrate(self) -> list[str]:
+    def migrate(self, migrations: Sequence[Migration] | None = None) -> list[str]:
+        known = load_migrations(self.dialect) if migrations is None else migrations
         applied: list[str] = []
         with self.pool.connection() as conn:
             conn.autocommit = True
@@ -163,9 +166,11 @@ class PostgresStore(SqlStore):
                     )
                     cur.execute("SELECT version FROM scheduler_schema_migrations")
                     done = {row[0] for row in cur.fetchall()}
-                    for migration in load_migrations(self.dialect):
-                        if migration.version in done:
-                            continue
+                    try:
+                        todo = pending(known, done)
+                    except ValueError as exc:
+                        raise StoreError(f"PostgreSQL database: {exc}") from None
+                    for migration in todo:
                         cur.execute("BEGIN")
                         try:
                             cur.execute(migration.sql)

@@ -54,6 +54,7 @@ from scheduler_core.store.changes import (
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.queue_limits import Grant, grant, tokens_now
 from scheduler_core.store.schedules import ScheduleVerbs
+from scheduler_core.store.sql_transfer import TransferVerbs
 from scheduler_core.store.stats import StatsVerbs
 from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
@@ -113,7 +114,7 @@ def new_task_ids(count: int) -> list[str]:
     ]
 
 
-class SqlStore(ScheduleVerbs, StatsVerbs, ABC):
+class SqlStore(ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
     dialect: str
     q: dict[str, str]
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK

@@ -1,23 +1,32 @@
 """The export and import verbs of the SQL stores (`scheduler export` / `scheduler import`),
-written once for both backends over their named queries, as sql_store.py's verbs are."""
+written once for both backends over their named queries (sql/<dialect>.transfer.sql), as
+sql_store.py's verbs are."""
 
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from scheduler_core.encryption import AuthCipher
 from scheduler_core.models import TaskStatus
+from scheduler_core.runtime_config import BOUNDS
+from scheduler_core.store.changes import ChangeFeed
 from scheduler_core.transfer import (
     MOVED_WHILE_RUNNING,
     ExportCounts,
     ExportedAttempt,
+    ExportedQueue,
+    ExportedSchedule,
     ExportedTask,
     ImportResult,
 )
 
 if TYPE_CHECKING:
-    from scheduler_core.store.sql_store import Row, SqlStore
+    from scheduler_core.store.sql_store import Cursor, Row, SqlStore
 
 
 def export_counts(store: SqlStore) -> ExportCounts:
@@ -76,6 +85,8 @@ def _exported_task(store: SqlStore, row: Row, history: list[ExportedAttempt]) ->
         updated_at=store._time(row["updated_at"]),
         resolved_at=store._time(row["resolved_at"]) if row["resolved_at"] else None,
         history=tuple(history),
+        queue=row["queue"],
+        schedule=row["schedule"],
     )
 
 
@@ -152,6 +163,8 @@ def _import_row(store: SqlStore, task_id: str, task: ExportedTask) -> dict[str, 
         "created_at": store._time_param(task.created_at),
         "updated_at": store._time_param(task.updated_at),
         "resolved_at": store._time_param(resolved_at) if resolved_at else None,
+        "queue": task.queue,
+        "schedule": task.schedule,
     }
 
 
@@ -170,3 +183,110 @@ def _import_attempt_row(store: SqlStore, task_id: str, attempt: ExportedAttempt)
         "outcome": "lost" if in_flight else attempt.outcome,
         "lateness_ms": attempt.lateness_ms,
     }
+
+
+class TransferVerbs:
+    """Mixed into SqlStore: the queues and schedules of `scheduler export` / `import`."""
+
+    q: dict[str, str]
+    cipher: AuthCipher | None
+    changes: ChangeFeed
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Cursor]: ...
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Cursor]: ...
+
+    @abstractmethod
+    def _time(self, value: Any) -> datetime: ...
+
+    @abstractmethod
+    def _time_param(self, moment: datetime) -> Any: ...
+
+    def export_queues(self) -> list[ExportedQueue]:
+        with self._read() as cur:
+            cur.execute(self.q["export_queues"])
+            rows = cur.fetchall()
+        return [
+            ExportedQueue(
+                name=row["name"],
+                columns={key: int(row[key]) for key in BOUNDS},
+                paused=bool(row["paused"]),
+            )
+            for row in rows
+        ]
+
+    def export_schedules(self) -> list[ExportedSchedule]:
+        with self._read() as cur:
+            cur.execute(self.q["export_schedules"])
+            rows = cur.fetchall()
+        return [
+            ExportedSchedule(
+                name=row["name"],
+                cron=row["cron"],
+                timezone=row["timezone"],
+                catch_up=row["catch_up"],
+                paused=bool(row["paused"]),
+                webhook_url=row["webhook_url"],
+                webhook_auth=row["webhook_auth"],
+                payload_json=row["payload_json"],
+                queue=row["queue"],
+                max_retries=row["max_retries"],
+                next_fire_at=self._maybe_time(row["next_fire_at"]),
+                last_fire_at=self._maybe_time(row["last_fire_at"]),
+                created_at=self._time(row["created_at"]),
+                updated_at=self._time(row["updated_at"]),
+            )
+            for row in rows
+        ]
+
+    def _maybe_time(self, value: Any) -> datetime | None:
+        return None if value is None else self._time(value)
+
+    def import_queues(self, queues: Sequence[ExportedQueue]) -> list[str]:
+        if not queues:
+            return []
+        rows = [{"name": q.name, **q.config.as_dict(), "paused": bool(q.paused)} for q in queues]
+        with self._tx() as cur:
+            cur.execute(self.q["import_queues"], {"queues": json.dumps(rows)})
+            created = {row["name"] for row in cur.fetchall()}
+        if created:
+            self.changes.publish("config")
+        return [q.name for q in queues if q.name in created]
+
+    def import_schedules(self, schedules: Sequence[ExportedSchedule]) -> list[str]:
+        if not schedules:
+            return []
+        rows = [self._schedule_row(s) for s in schedules]
+        with self._tx() as cur:
+            cur.execute(self.q["import_schedules"], {"schedules": json.dumps(rows)})
+            created = {row["name"] for row in cur.fetchall()}
+        if created:
+            self.changes.publish("config")
+        return [s.name for s in schedules if s.name in created]
+
+    def _schedule_row(self, schedule: ExportedSchedule) -> dict[str, Any]:
+        auth = schedule.webhook_auth
+        if auth is not None and self.cipher is not None:
+            auth = self.cipher.seal(auth)
+
+        def moment(value: datetime | None) -> Any:
+            return None if value is None else self._time_param(value)
+
+        return {
+            "name": schedule.name,
+            "cron": schedule.cron,
+            "timezone": schedule.timezone,
+            "catch_up": schedule.catch_up,
+            "paused": schedule.paused,
+            "webhook_url": schedule.webhook_url,
+            "webhook_auth": auth,
+            "payload": schedule.payload_json,
+            "queue": schedule.queue,
+            "max_retries": schedule.max_retries,
+            "next_fire_at": moment(schedule.next_fire_at),
+            "last_fire_at": moment(schedule.last_fire_at),
+            "created_at": moment(schedule.created_at),
+            "updated_at": moment(schedule.updated_at),
+        }

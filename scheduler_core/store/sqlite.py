@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler_core.encryption import AuthCipher
+from scheduler_core.migrations import Migration, pending
 from scheduler_core.migrations import load as load_migrations
 from scheduler_core.redaction import masked_url
 from scheduler_core.store.base import StoreError, StoreUnavailable
@@ -258,15 +259,16 @@ class SqliteStore(SqlStore):
 
     # -- verbs SQLite spells its own way ---------------------------------------------
 
-    def migrate(self) -> list[str]:
+    def migrate(self, migrations: Sequence[Migration] | None = None) -> list[str]:
+        known = load_migrations(self.dialect) if migrations is None else migrations
         applied: list[str] = []
         with self._connection() as conn:
             # Off outside the transaction (SQLite ignores the pragma inside one): a table
             # rebuilt by a migration (create, copy, drop, rename) must not cascade the
             # drop into the rows that refer to it, as ON DELETE CASCADE would.
             conn.execute("PRAGMA foreign_keys = OFF")
-            self._begin(conn)  # the write lock serialises processes migrating at once
             try:
+                self._begin(conn)  # the write lock serialises processes migrating at once
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS scheduler_schema_migrations ("
                     " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -275,9 +277,11 @@ class SqliteStore(SqlStore):
                 done = {
                     r[0] for r in conn.execute("SELECT version FROM scheduler_schema_migrations")
                 }
-                for migration in load_migrations(self.dialect):
-                    if migration.version in done:
-                        continue
+                try:
+                    todo = pending(known, done)
+                except ValueError as exc:
+                    raise StoreError(f"SQLite database {self.path}: {exc}") from None
+                for migration in todo:
                     for statement in split_statements(migration.sql):
                         conn.execute(statement)
                     conn.execute(
@@ -288,8 +292,10 @@ class SqliteStore(SqlStore):
                 broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if broken:  # a rebuild left a row pointing nowhere: keep the old schema
                     raise StoreError(
-                        f"migration left {len(broken)} rows breaking a foreign key "
-                        f"(first in table {broken[0][0]}); nothing was changed"
+                        f"migration {', '.join(applied)} left {len(broken)} rows breaking a "
+                        f"foreign key (first in table {broken[0][0]}, which refers to "
+                        f"{broken[0][2]}); rolled back: nothing was changed and no version "
+                        "recorded"
                     )
                 conn.execute("COMMIT")
             except BaseException:

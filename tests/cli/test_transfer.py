@@ -309,13 +309,13 @@ def test_import_refuses_a_damaged_file_and_writes_nothing(
     cases = {
         "cut short": lines[:-1],
         "a bad line": [*lines[:2], lines[2].replace('"attempts": ', '"attempts": -'), *lines[3:]],
-        "another queue": [lines[0], lines[1].replace('"default"', '"mail"'), *lines[2:]],
+        "a bad queue name": [lines[0], lines[1].replace('"default"', '"mail box"'), *lines[2:]],
         "not an export": ['{"hello": 1}\n'],
     }
     reasons = {
         "cut short": "without its end line",
         "a bad line": "line 3: attempts:",
-        "another queue": "No queue named 'mail'",
+        "a bad queue name": "line 2: queue: Must be 1..64 characters",
         "not an export": "not a scheduler-core-export file",
     }
     for name, content in cases.items():
