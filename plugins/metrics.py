@@ -97,7 +97,7 @@ class Metrics:
     ) -> Generator[None, RecordedOutcome, RecordedOutcome]:
         recorded = yield
         try:
-            self.attempt_ended(recorded)
+            self.attempt_ended(recorded, task.queue)
         except Exception as exc:  # a metric must never fail an attempt that was delivered
             log.error("task=%s: counting the attempt failed (%s)", task.id, type(exc).__name__)
         return recorded

@@ -101,6 +101,8 @@ class ClaimedTask:
     # Why the stored webhookAuth could not be decrypted (no key, or none that opens it):
     # then webhook_auth is None and the attempt fails with this error, sending nothing.
     auth_error: str | None = None
+    # The task's queue, for the metrics' `queue` label (the claim fills it in).
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True)
@@ -293,3 +295,19 @@ class DispatchState:
         if self.next_due is None:
             return None
         return (self.next_due - self.db_now).total_seconds()
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as `GET /api/v1/queues/{name}` shows it: its row of the configuration
+    table (`config`, `paused`, when it was created and last changed), its tasks by status
+    (`counts` holds every TaskStatus, 0 when none) and its due backlog (pending tasks whose
+    nextAttemptAt has come), by the database clock."""
+
+    name: str
+    config: RuntimeConfig
+    paused: bool
+    counts: Mapping[TaskStatus, int]
+    due_backlog: int
+    created_at: datetime
+    updated_at: datetime

@@ -50,6 +50,7 @@ from scheduler_core.store.changes import (
     Watch,
 )
 from scheduler_core.store.group_commit import GroupCommit
+from scheduler_core.store.queues import QueueVerbs
 from scheduler_core.store.stats import StatsVerbs
 from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
@@ -109,7 +110,7 @@ def new_task_ids(count: int) -> list[str]:
     ]
 
 
-class SqlStore(StatsVerbs, ABC):
+class SqlStore(QueueVerbs, StatsVerbs, ABC):
     dialect: str
     q: dict[str, str]
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK
@@ -199,6 +200,8 @@ class SqlStore(StatsVerbs, ABC):
             for task_id, new in zip(ids, flat, strict=True)
         ]
         with self._tx() as cur:
+            # The named queues held until the commit: a removal cannot slip in between.
+            self._lock_queues(cur, {new.queue for new in flat})
             cur.execute(self.q["insert_tasks"], {"tasks": json.dumps(rows)})
             by_id = dict(zip(ids, flat, strict=True))
             created = {

@@ -153,13 +153,16 @@ class TestDatabase:
         return data
 
     def reset(self) -> None:
-        """Empty the task tables and put the configuration back to its defaults."""
+        """Empty the task and schedule tables, remove every queue but `default` and put
+        its configuration back to its defaults, running."""
         defaults = RuntimeConfig().as_dict()
         assignments = ", ".join(f"{k} = {v}" for k, v in defaults.items())
         self.execute_all(
             [
                 "DELETE FROM scheduler_attempts",
                 "DELETE FROM scheduler_tasks",
-                f"UPDATE scheduler_config SET {assignments}",
+                "DELETE FROM scheduler_schedules",
+                "DELETE FROM scheduler_config WHERE queue <> 'default'",
+                f"UPDATE scheduler_config SET {assignments}, paused = false",
             ]
         )
