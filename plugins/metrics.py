@@ -97,14 +97,14 @@ class Metrics:
     ) -> Generator[None, RecordedOutcome, RecordedOutcome]:
         recorded = yield
         try:
-            self.attempt_ended(recorded)
+            self.attempt_ended(recorded, task.queue)
         except Exception as exc:  # a metric must never fail an attempt that was delivered
             log.error("task=%s: counting the attempt failed (%s)", task.id, type(exc).__name__)
         return recorded
 
     @hookimpl(trylast=True)
     def scheduler_attempt_lost(self, recorded: RecordedOutcome) -> None:
-        self.attempts.labels(DEFAULT_QUEUE, AttemptOutcome.LOST.value).inc()
+        self.attempts.labels(recorded.queue, AttemptOutcome.LOST.value).inc()
 
     def attempt_ended(self, recorded: RecordedOutcome, queue: str = DEFAULT_QUEUE) -> None:
         """Count one attempt run by this process: its outcome, its duration and, when it

@@ -15,11 +15,12 @@ from typing import Any
 
 import click
 
-from scheduler_core import __version__, cli_remote
+from scheduler_core import __version__, cli_queues, cli_remote
 from scheduler_core.logs import setup_logging
+from scheduler_core.models import DEFAULT_QUEUE
 from scheduler_core.plugin_manager import PluginLoadError, PluginManager
 from scheduler_core.redaction import MASK, masked_url
-from scheduler_core.runtime_config import BOUNDS, ConfigError, validate_changes
+from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig, validate_changes
 from scheduler_core.serving import create_server, drain, stop_listening
 from scheduler_core.settings import (
     DEFAULT_CONNECTION_LIMIT,
@@ -33,6 +34,7 @@ from scheduler_core.settings import (
     Settings,
 )
 from scheduler_core.store import Store, StoreError, open_store
+from scheduler_core.store.base import QueueNotFound
 
 log = logging.getLogger("scheduler_core.cli")
 
@@ -396,25 +398,49 @@ def config() -> None:
     """Read and change the runtime configuration."""
 
 
+queue_option = click.option(
+    "--queue",
+    default=DEFAULT_QUEUE,
+    show_default=True,
+    help="The queue whose row to read or change.",
+)
+
+
+def _queue_config(store: Store, queue: str) -> RuntimeConfig:
+    try:
+        return store.get_config(queue)
+    except QueueNotFound:
+        raise click.ClickException(
+            f"no queue named {queue!r}; `scheduler queues list` shows them, "
+            "`scheduler queues create` makes one"
+        ) from None
+
+
 @config.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@queue_option
 @create_option
 @database_url_option
-def config_show(as_json: bool, create: bool, database_url: str | None) -> None:
-    """Print the runtime configuration, one KEY=VALUE a line."""
+def config_show(as_json: bool, queue: str, create: bool, database_url: str | None) -> None:
+    """Print the runtime configuration (the default queue's, or --queue's), one
+    KEY=VALUE a line."""
     store = open_database(_settings(database_url), create)
     try:
-        _print_config(store.get_config().as_dict(), as_json)
+        _print_config(_queue_config(store, queue).as_dict(), as_json)
     finally:
         store.close()
 
 
 @config.command("set")
 @click.argument("assignments", nargs=-1, required=True)
+@queue_option
 @create_option
 @database_url_option
-def config_set(assignments: tuple[str, ...], create: bool, database_url: str | None) -> None:
-    """Change settings: scheduler config set base_interval_ms=500 select_size=50"""
+def config_set(
+    assignments: tuple[str, ...], queue: str, create: bool, database_url: str | None
+) -> None:
+    """Change settings: scheduler config set base_interval_ms=500 select_size=50
+    (of the default queue, or of --queue)."""
     changes: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -426,11 +452,13 @@ def config_set(assignments: tuple[str, ...], create: bool, database_url: str | N
             changes[key.strip()] = raw  # validation names the key and says why
     store = open_database(_settings(database_url), create)
     try:
-        columns = validate_changes(store.get_config(), changes, camel=False)
-        updated = store.update_config(columns)
+        columns = validate_changes(_queue_config(store, queue), changes, camel=False)
+        updated = store.update_config(columns, queue=queue)
     except ConfigError as exc:
         lines = [f"  {key}: {' '.join(reasons)}" for key, reasons in exc.details.items()]
         raise click.UsageError("nothing changed:\n" + "\n".join(lines)) from None
+    except QueueNotFound:  # removed since it was read
+        raise click.ClickException(f"no queue named {queue!r}; nothing changed") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -571,6 +599,7 @@ cli.add_command(import_command)
 cli.add_command(cli_remote.enqueue)
 cli.add_command(cli_remote.tasks)
 cli.add_command(cli_remote.stats)
+cli.add_command(cli_queues.queues)
 
 from scheduler_core.cli_schedules import schedules  # noqa: E402
 

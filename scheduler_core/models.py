@@ -101,7 +101,8 @@ class ClaimedTask:
     # Why the stored webhookAuth could not be decrypted (no key, or none that opens it):
     # then webhook_auth is None and the attempt fails with this error, sending nothing.
     auth_error: str | None = None
-    queue: str = DEFAULT_QUEUE  # whose config the attempt's outcome is decided with
+    # The task's queue: whose config its outcome is decided with; the metrics' label.
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ class RecordedOutcome:
     decision: RetryDecision | None  # None when the outcome resolved the task
     lateness_ms: int | None = None
     lost: bool = False  # the attempt's lease expired before anything was recorded
+    queue: str = DEFAULT_QUEUE  # the task's queue (set for lost attempts, for observers)
 
     @property
     def kind(self) -> AttemptOutcome:
@@ -335,3 +337,19 @@ class DispatchState:
         if self.next_due is None:
             return None
         return (self.next_due - self.db_now).total_seconds()
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as `GET /api/v1/queues/{name}` shows it: its row of the configuration
+    table (`config`, `paused`, when it was created and last changed), its tasks by status
+    (`counts` holds every TaskStatus, 0 when none) and its due backlog (pending tasks whose
+    nextAttemptAt has come), by the database clock."""
+
+    name: str
+    config: RuntimeConfig
+    paused: bool
+    counts: Mapping[TaskStatus, int]
+    due_backlog: int
+    created_at: datetime
+    updated_at: datetime

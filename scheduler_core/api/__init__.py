@@ -14,6 +14,7 @@ from scheduler_core.api import (
     health,
     metrics_routes,
     plugin_routes,
+    queues,
     reference,
     schedules,
     stats_routes,
@@ -70,6 +71,7 @@ def create_app(
     app.register_blueprint(tasks.bp)
     app.register_blueprint(edits.bp)
     app.register_blueprint(config_routes.bp)
+    app.register_blueprint(queues.bp)
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(stats_routes.bp)

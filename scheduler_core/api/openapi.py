@@ -48,6 +48,7 @@ import scheduler_core
 SCHEMA_MODULES: tuple[str, ...] = (
     "scheduler_core.api.schemas",
     "scheduler_core.api.schemas_common",
+    "scheduler_core.api.schemas_queues",
     "scheduler_core.api.schemas_schedules",
     "scheduler_core.api.schemas_stats",
     "scheduler_core.api.schemas_tasks",
@@ -64,6 +65,7 @@ TAGS = [
     {"name": "schedules", "description": "Recurring tasks kept by the server (cron)."},
     {"name": "stats", "description": "Counts, backlog and lateness."},
     {"name": "config", "description": "The runtime configuration of the default queue."},
+    {"name": "queues", "description": "Named queues: config, pause, resume, purge, removal."},
     {"name": "plugins", "description": "What the server has loaded."},
     {"name": "operations", "description": "Probes and metrics, open even with API keys."},
     {"name": "reference", "description": "This document, and the page that renders it."},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,14 @@ from scheduler_core.api.schemas_tasks import ListQuerySchema, list_query, load
 from scheduler_core.logs import loggable_url
 from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
 from scheduler_core.plugin_manager import PluginManager
-from scheduler_core.store.base import Store, TaskConflict, TaskNotFound, encode_cursor
+from scheduler_core.store.base import (
+    QueueNotFound,
+    Store,
+    TaskConflict,
+    TaskNotFound,
+    TaskQueueGone,
+    encode_cursor,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
@@ -104,7 +112,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         if new_tasks is None:  # the schema names what is wrong (or finds nothing wrong)
             new_tasks = [_new_task(i) for i in _load(_input_schema(schemes), body, many=True)]
         _check_queues(new_tasks, many=True)
-        results = _store().enqueue(new_tasks)
+        results = _enqueue(new_tasks, many=True)
         _count_created(results)
         _log_batch(results)
         return jsonify({"tasks": [task_json(t) for t, _ in results]}), 201
@@ -119,7 +127,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         _load(_input_schema(schemes), body, many=False)
     )
     _check_queues([new_task], many=False)
-    [(task, created)] = _store().enqueue([new_task])
+    [(task, created)] = _enqueue([new_task], many=False)
     _count_created([(task, created)])
     _log_enqueue(task, created)
     if not created:
@@ -168,6 +176,19 @@ def _check_queues(new_tasks: list[NewTask], many: bool) -> None:
     raise ApiError(400, "validation_error", "The task is not valid; see details.", details)
 
 
+def _enqueue(new_tasks: list[NewTask], many: bool) -> list[tuple[Task, bool]]:
+    """Store the tasks. A queue removed after _check_queues looked is found missing in the
+    enqueue's own transaction (which then stores nothing): the same 400 as _check_queues."""
+    try:
+        return _store().enqueue(new_tasks)
+    except QueueNotFound as exc:
+        _check_queues(new_tasks, many)
+        details = {"queue": [missing_queue_message(str(exc.args[0]))]}
+        raise ApiError(
+            400, "validation_error", "The task is not valid; see details.", details
+        ) from None
+
+
 def _new_task(item: dict[str, Any]) -> NewTask:
     return NewTask(
         webhook_url=item["webhookUrl"],
@@ -181,8 +202,9 @@ def _new_task(item: dict[str, Any]) -> NewTask:
 
 
 def _count_created(results: list[tuple[Task, bool]]) -> None:
-    """scheduler_tasks_enqueued_total counts tasks created, not idempotent repeats."""
-    _plugins().metrics.tasks_enqueued(sum(created for _, created in results))
+    """scheduler_tasks_enqueued_total{queue} counts tasks created, not idempotent repeats."""
+    for queue, count in Counter(task.queue for task, created in results if created).items():
+        _plugins().metrics.tasks_enqueued(count, queue)
 
 
 def _log_enqueue(task: Task, created: bool) -> None:
@@ -311,6 +333,10 @@ def _change(task_id: str, change: Callable[[str], Task], refusal: str, event: st
         task = change(task_id)
     except TaskNotFound:
         raise _not_found(task_id) from None
+    except TaskQueueGone as exc:
+        status, queue = exc.task.status.value, exc.task.queue
+        message = f"The task's queue {queue!r} no longer exists; it stays {status}."
+        raise ApiError(409, "conflict", message, {"status": status, "queue": queue}) from None
     except TaskConflict as exc:
         status = exc.task.status.value
         raise ApiError(409, "conflict", refusal.format(status=status), {"status": status}) from None

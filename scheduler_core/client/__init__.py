@@ -17,7 +17,10 @@ errors raised as exceptions that carry the API's error code.
         for stale in api.iter_tasks(status="stale"):
             api.retry(stale.id)
 
-Results are frozen dataclasses (`Task`, `TaskPage`, `Attempt`, `Stats`) with times as
+Queues: `list_queues`, `get_queue`, `put_queue`, `update_queue`, `delete_queue`,
+`pause_queue`, `resume_queue`, `purge_queue` (`scheduler_core.client.queues`).
+
+Results are frozen dataclasses (`Task`, `TaskPage`, `Attempt`, `Stats`, `Queue`) with times as
 aware UTC datetimes. Errors: `ApiError` and its subclasses per status (`ValidationError`
 400, `Unauthorized` 401, `Forbidden` 403, `NotFound` 404, `Conflict` 409, `Gone` 410,
 `PayloadTooLarge` 413, `ServerError` 5xx, `Unavailable` 503), `TransportError` when no
@@ -49,6 +52,7 @@ from scheduler_core.client.errors import (
     Unavailable,
     ValidationError,
 )
+from scheduler_core.client.queues import Queue, QueueMethods, QueuePut
 from scheduler_core.client.results import (
     Attempt,
     BadResponse,
@@ -78,6 +82,8 @@ __all__ = [
     "NewTask",
     "NotFound",
     "PayloadTooLarge",
+    "Queue",
+    "QueuePut",
     "QueueStats",
     "Schedule",
     "ServerError",
@@ -139,7 +145,7 @@ class NewTask:
         return body
 
 
-class Client(ScheduleMethods):
+class Client(QueueMethods, ScheduleMethods):
     """The scheduler's REST API at `base_url` (``http://host:port``, no path).
 
     `api_key`: sent as ``Authorization: Bearer <key>`` (one of SCHEDULER_API_KEYS).

@@ -58,4 +58,5 @@ def decide_lost(lost: LostAttempt, config: RuntimeConfig) -> RecordedOutcome:
         outcome=DeliveryOutcome(ok=False, error=LEASE_EXPIRED_ERROR),
         decision=RetryDecision.stale() if stale else RetryDecision(0),
         lost=True,
+        queue=lost.queue,
     )

@@ -22,6 +22,7 @@ from scheduler_core.models import (
     NewTask,
     QueueClaim,
     QueueCounts,
+    QueueInfo,
     RecordedOutcome,
     Task,
     TaskFilter,
@@ -57,7 +58,12 @@ class QueueNotFound(StoreError):
 
 class QueueConflict(StoreError):
     """The queue's state does not allow the operation (removing one that holds tasks,
-    removing `default`, creating one that exists)."""
+    removing `default`, creating one that exists). `details` says why, for the API's
+    error details (never a secret: counts, names)."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.details: dict[str, Any] = details or {}
 
 
 class ScheduleNotFound(StoreError):
@@ -74,6 +80,10 @@ class TaskConflict(StoreError):
     def __init__(self, task: Task, message: str):
         super().__init__(message)
         self.task = task
+
+
+class TaskQueueGone(TaskConflict):
+    """A stale or cancelled task whose queue was removed: it cannot be retried into it."""
 
 
 class Store(Protocol):
@@ -155,6 +165,35 @@ class Store(Protocol):
         change breaking a CHECK raises ConfigError) and wake every dispatcher; return the
         row. QueueNotFound."""
 
+    # -- queues (store/queues.py) ----------------------------------------------------
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every queue, sorted by name, with its config, counts and due backlog."""
+
+    def get_queue(self, name: str) -> QueueInfo:
+        """One queue; QueueNotFound."""
+
+    def put_queue(self, name: str, columns: dict[str, int]) -> tuple[QueueInfo, bool]:
+        """Create the queue `name` with `columns` (validated by the caller; a column left
+        out takes its default), or replace an existing queue's whole config so (its pause
+        switch is kept); True when it was created. Wakes every dispatcher."""
+
+    def delete_queue(self, name: str) -> QueueInfo:
+        """Remove a queue, checked and removed in one transaction under the row's lock,
+        and return it as it was. QueueConflict for `default`, for a queue holding pending,
+        running or stale tasks (details: the counts) and for one a schedule enqueues into
+        (details: the schedules); QueueNotFound. Its resolved and cancelled tasks stay
+        until retention deletes them. An enqueue into the queue racing the removal either
+        commits first (then the removal is refused) or fails with QueueNotFound."""
+
+    def set_queue_paused(self, name: str, paused: bool) -> QueueInfo:
+        """Pause or resume a queue (a paused queue's tasks are not claimed; enqueueing
+        still works); idempotent. Wakes every dispatcher. QueueNotFound."""
+
+    def purge_queue(self, name: str) -> int:
+        """Cancel every pending and stale task of the queue, as bulk_cancel with
+        TaskFilter(queue=name) would; return how many. QueueNotFound."""
+
     # -- dispatcher verbs ----------------------------------------------------------
 
     def watch(self, listener: Listener) -> Watch:
@@ -193,7 +232,9 @@ class Store(Protocol):
     def queue_counts(self) -> list[QueueCounts]:
         """Each queue's tasks by status (every status, 0 when none), its due backlog
         (pending, nextAttemptAt <= now()) and the age in seconds of its oldest due task,
-        by the database clock; one entry per queue ("default" only, for now)."""
+        by the database clock: one entry per queue, every queue (sorted by name), and
+        after them any removed queue whose resolved or cancelled tasks retention has not
+        deleted yet, so the entries add up to every task."""
 
     def lateness_percentiles(self, window_s: int = 300) -> tuple[float | None, float | None]:
         """(p50, p99) in ms of the lateness (first byte sent minus nextAttemptAt) of the

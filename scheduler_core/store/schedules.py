@@ -326,7 +326,8 @@ class ScheduleVerbs:
         return self._time(cur.fetchone()["db_now"])
 
     def _queue_exists(self, cur: Cursor, queue: str) -> bool:
-        cur.execute(self.q["existing_queues"], {"names": self._ids_param([queue])})
+        # Held (PostgreSQL: FOR KEY SHARE) until the commit: a removal of the queue waits.
+        cur.execute(self.q["lock_queues_for_enqueue"], {"names": self._ids_param([queue])})
         return cur.fetchone() is not None
 
     def _check_queue(self, cur: Cursor, queue: str) -> None:

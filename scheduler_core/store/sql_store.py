@@ -43,6 +43,7 @@ from scheduler_core.store.base import (
     StoreError,
     TaskConflict,
     TaskNotFound,
+    TaskQueueGone,
 )
 from scheduler_core.store.changes import (
     WAKE_WINDOW_S,
@@ -53,6 +54,7 @@ from scheduler_core.store.changes import (
 )
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.queue_limits import Grant, grant, tokens_now
+from scheduler_core.store.queues import QueueVerbs
 from scheduler_core.store.schedules import ScheduleVerbs
 from scheduler_core.store.sql_transfer import TransferVerbs
 from scheduler_core.store.stats import StatsVerbs
@@ -114,7 +116,7 @@ def new_task_ids(count: int) -> list[str]:
     ]
 
 
-class SqlStore(ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
+class SqlStore(QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
     dialect: str
     q: dict[str, str]
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK
@@ -204,6 +206,8 @@ class SqlStore(ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
             for task_id, new in zip(ids, flat, strict=True)
         ]
         with self._tx() as cur:
+            # The named queues held until the commit: a removal cannot slip in between.
+            self._lock_queues(cur, {new.queue for new in flat})
             cur.execute(self.q["insert_tasks"], {"tasks": json.dumps(rows)})
             by_id = dict(zip(ids, flat, strict=True))
             created = {
@@ -293,7 +297,14 @@ class SqlStore(ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
         return self._transition(task_id, "cancel_task", TaskStatus.CANCELLED)
 
     def retry(self, task_id: str) -> Task:
-        task = self._transition(task_id, "retry_task", None)
+        try:
+            task = self._transition(task_id, "retry_task", None)
+        except TaskConflict as exc:
+            if exc.task.status in RETRYABLE:  # retryable, yet not retried: its queue is gone
+                raise TaskQueueGone(
+                    exc.task, f"its queue {exc.task.queue!r} no longer exists"
+                ) from None
+            raise
         self.changes.publish("due")
         return task
 
@@ -509,7 +520,7 @@ class SqlStore(ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
     def _claim_limited(
         self, cur: Cursor, queue: str, limit: int, lease_ms: int
     ) -> tuple[list[Row], Grant | None]:
-        cur.execute(self.q["lock_queue"], {"queue": queue})
+        cur.execute(self.q["lock_queue_for_claim"], {"queue": queue})
         row = cur.fetchone()
         if row is None or row["paused"]:
             return [], None

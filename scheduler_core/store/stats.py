@@ -1,9 +1,10 @@
 """The store's read verbs for operators: counts by status, due backlog, lateness and
 activity, as `/metrics`, `GET /api/v1/stats` and the dashboard show them.
 
-Everything is measured by the database clock. Each verb is one or two indexed reads
-(scheduler_tasks_status_seq, the due index, scheduler_attempts_started), cheap enough
-for every scrape of every process.
+Everything is measured by the database clock. The due backlog and lateness are indexed
+reads (the due index per queue, scheduler_attempts_started); the counts by queue and
+status are one GROUP BY over the tasks (no index holds both columns), read at every
+scrape of every process.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from scheduler_core.models import DEFAULT_QUEUE, ActivityBucket, QueueCounts, TaskStatus
+from scheduler_core.models import ActivityBucket, QueueCounts, TaskStatus
 
 if TYPE_CHECKING:
     from scheduler_core.store.sql_store import Cursor
 
+NOTHING_DUE = (0, 0.0)
 # activity() answers at most this many buckets (a day by the minute).
 MAX_BUCKETS = 1440
 
@@ -36,19 +38,20 @@ class StatsVerbs:
 
     def queue_counts(self) -> list[QueueCounts]:
         with self._read() as cur:
-            cur.execute(self.q["tasks_by_status"])
-            by_status = {TaskStatus(r["status"]): int(r["tasks"]) for r in cur.fetchall()}
-            cur.execute(self.q["due_backlog"])
-            due = cur.fetchone()
-        counts = {status: by_status.get(status, 0) for status in TaskStatus}
-        # Every task is in the default queue until named queues exist.
+            cur.execute(self.q["queue_rows"])
+            names = sorted(row["queue"] for row in cur.fetchall())
+            counts = read_task_counts(self.q, cur, None)
+            due = read_due(self.q, cur, None)
+        # Every queue, then the removed ones whose finished tasks retention still keeps.
+        removed = sorted(set(counts) - set(names))
         return [
             QueueCounts(
-                queue=DEFAULT_QUEUE,
-                counts=counts,
-                due_backlog=int(due["due"]),
-                oldest_due_age_s=max(0.0, float(due["oldest_due_age_s"])),
+                queue=name,
+                counts=counts.get(name) or dict.fromkeys(TaskStatus, 0),
+                due_backlog=due.get(name, NOTHING_DUE)[0],
+                oldest_due_age_s=due.get(name, NOTHING_DUE)[1],
             )
+            for name in [*names, *removed]
         ]
 
     def lateness_percentiles(self, window_s: int = 300) -> tuple[float | None, float | None]:
@@ -87,6 +90,32 @@ class StatsVerbs:
                 )
             )
         return buckets
+
+
+def read_task_counts(
+    q: dict[str, str], cur: Cursor, name: str | None
+) -> dict[str, dict[TaskStatus, int]]:
+    """{queue: {status: tasks}} (every status) of every queue holding tasks, removed ones
+    included, or of the queue `name` only."""
+    if name is None:
+        cur.execute(q["task_counts_by_queue"])
+    else:
+        cur.execute(q["task_counts_of_queue"], {"queue": name})
+    counts: dict[str, dict[TaskStatus, int]] = {}
+    for row in cur.fetchall():
+        by_status = counts.setdefault(row["queue"], dict.fromkeys(TaskStatus, 0))
+        by_status[TaskStatus(row["status"])] = int(row["tasks"])
+    return counts
+
+
+def read_due(q: dict[str, str], cur: Cursor, name: str | None) -> dict[str, tuple[int, float]]:
+    """{queue: (due backlog, seconds since its oldest due task fell due)} of every queue,
+    or of the queue `name` only."""
+    cur.execute(q["due_by_queue"], {"queue": name})
+    return {
+        row["queue"]: (int(row["due"]), max(0.0, float(row["oldest_due_age_s"])))
+        for row in cur.fetchall()
+    }
 
 
 def _ms(value: Any) -> float | None:

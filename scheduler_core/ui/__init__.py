@@ -5,6 +5,7 @@ the API, for operators who would otherwise need SQL.
 - `guard.py`: the Host check, the login cookie checked through `scheduler_authorize`, the
   CSRF token and same-origin check of every POST, the login and logout pages.
 - `pages.py`: what an operator reads (overview, tasks, a task, failing tasks, config).
+- `queue_pages.py`: the queues, each with its pause switch and config form.
 - `schedule_pages.py`: the schedules page and its Pause, Resume and Trigger buttons.
 - `actions.py`: what an operator presses (retry, cancel, save the config), each a plain
   form POST answered with a redirect (Post/Redirect/Get), so the pages work with
@@ -19,10 +20,10 @@ from __future__ import annotations
 from flask import Flask
 
 from scheduler_core.http_guard import HostPolicy
-from scheduler_core.ui import actions, guard, pages, schedule_pages
+from scheduler_core.ui import actions, guard, pages, queue_pages, schedule_pages
 from scheduler_core.ui.blueprint import POLICY_EXTENSION, bp
 
-__all__ = ["actions", "bp", "guard", "install", "pages", "schedule_pages"]
+__all__ = ["actions", "bp", "guard", "install", "pages", "queue_pages", "schedule_pages"]
 
 
 def install(app: Flask, policy: HostPolicy) -> None:

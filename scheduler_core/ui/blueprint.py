@@ -36,6 +36,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("ui.overview", "Overview"),
     ("ui.tasks", "Tasks"),
     ("ui.attention", "Stale & failing"),
+    ("ui.queues", "Queues"),
     ("ui.schedules", "Schedules"),
     ("ui.config", "Config"),
 )

@@ -153,8 +153,10 @@ WITH candidate AS (
     SET status = 'pending', next_attempt_at = now(), budget_start = t.attempts,
         updated_at = now()
     -- By id from an array: each candidate found through the primary key, never a join
-    -- that reads every task of the statuses (a plan stale statistics could choose).
+    -- that reads every task of the statuses (a plan stale statistics could choose). A
+    -- task whose queue was removed stays as it is (retry_task says why).
     WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
+      AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = t.queue FOR KEY SHARE)
     RETURNING t.id
 ), wake AS (
     SELECT pg_notify('scheduler_core', 'due') FROM changed LIMIT 1
@@ -187,11 +189,14 @@ WHERE id = %(id)s AND status IN ('pending', 'stale')
 RETURNING {task_columns}
 
 -- name: retry_task
+-- Only into a queue that exists, held (KEY SHARE) until the commit: a removal of the queue
+-- waits, or went first and the task is left as it is.
 WITH retried AS (
-    UPDATE scheduler_tasks
+    UPDATE scheduler_tasks t
     SET status = 'pending', next_attempt_at = now(), budget_start = attempts,
         updated_at = now()
     WHERE id = %(id)s AND status IN ('stale', 'cancelled')
+      AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = t.queue FOR KEY SHARE)
     RETURNING *
 ), wake AS (
     SELECT pg_notify('scheduler_core', 'due') FROM retried LIMIT 1
@@ -258,13 +263,14 @@ SELECT now() AS db_now, c.queue, c.paused, {config_columns},
 FROM scheduler_config c
 ORDER BY c.queue
 
--- name: lock_queue
+-- name: lock_queue_for_claim
 -- A claim in a queue with limits across dispatchers takes its config row first: claims
--- in that queue then run one at a time, each seeing what the one before took.
+-- in that queue then run one at a time, each seeing what the one before took. (NO KEY
+-- UPDATE: enqueues into the queue, which hold its row FOR KEY SHARE, go on meanwhile.)
 SELECT paused, max_dispatches_per_second, max_concurrent_dispatches, bucket_tokens,
        bucket_at
 FROM scheduler_config WHERE queue = %(queue)s
-FOR UPDATE
+FOR NO KEY UPDATE
 
 -- name: precise_clock
 -- The clock after the queue's lock was granted (now() is the transaction's start, which

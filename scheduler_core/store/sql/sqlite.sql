@@ -127,7 +127,8 @@ RETURNING seq, 1 AS changed
 
 -- name: bulk_retry
 -- One batch of a bulk retry, picked as bulk_cancel picks it (flags :stale, :cancelled):
--- each task pending again as retry_task makes it (due now, a fresh budget).
+-- each task pending again as retry_task makes it (due now, a fresh budget). A task whose
+-- queue was removed is no candidate: it stays as it is.
 UPDATE scheduler_tasks
 SET status = 'pending', next_attempt_at = {now}, budget_start = attempts, updated_at = {now}
 WHERE seq IN (
@@ -136,6 +137,7 @@ WHERE seq IN (
             SELECT seq FROM scheduler_tasks
             WHERE :stale AND status = 'stale' AND seq > :after AND seq <= :ceiling
               AND {task_filter}
+              AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = scheduler_tasks.queue)
             ORDER BY seq LIMIT :batch
         )
         UNION ALL
@@ -143,6 +145,7 @@ WHERE seq IN (
             SELECT seq FROM scheduler_tasks
             WHERE :cancelled AND status = 'cancelled' AND seq > :after AND seq <= :ceiling
               AND {task_filter}
+              AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = scheduler_tasks.queue)
             ORDER BY seq LIMIT :batch
         )
     )
@@ -173,9 +176,11 @@ WHERE id = :id AND status IN ('pending', 'stale')
 RETURNING {task_columns}
 
 -- name: retry_task
+-- Only into a queue that exists (the write lock keeps a removal out until the commit).
 UPDATE scheduler_tasks
 SET status = 'pending', next_attempt_at = {now}, budget_start = attempts, updated_at = {now}
 WHERE id = :id AND status IN ('stale', 'cancelled')
+  AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = scheduler_tasks.queue)
 RETURNING {task_columns}
 
 -- name: reschedule_task
@@ -224,7 +229,7 @@ SELECT {clock} AS db_now, c.queue, c.paused, {config_columns},
 FROM scheduler_config c
 ORDER BY c.queue
 
--- name: lock_queue
+-- name: lock_queue_for_claim
 -- A claim in a queue with limits across dispatchers: every write transaction holds the
 -- file's write lock, so claims run one at a time, each seeing what the one before took.
 SELECT paused, max_dispatches_per_second, max_concurrent_dispatches, bucket_tokens,
