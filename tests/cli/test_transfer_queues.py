@@ -79,6 +79,7 @@ def _source(folder: Path, key: str) -> tuple[str, dict[str, str]]:
     try:
         _insert(url, "scheduler_config", queue="mail", paused=True, max_dispatches_per_second=50)
         _insert(url, "scheduler_config", queue="reports", select_size=40)
+        _insert(url, "scheduler_config", queue="gone")  # removed below, once its task is done
         _schedule(url, "nightly", queue="mail", webhook_auth=AuthCipher([key]).seal(SECRET))
         _schedule(url, "weekly", cron="0 4 * * 1")
         created = store.enqueue(
@@ -100,6 +101,7 @@ def _source(folder: Path, key: str) -> tuple[str, dict[str, str]]:
         "UPDATE scheduler_tasks SET status = 'resolved', resolved_at = updated_at WHERE id = %s",
         (ids["gone"],),
     )
+    TestDatabase(url).execute("DELETE FROM scheduler_config WHERE queue = 'gone'")
     return url, ids
 
 
