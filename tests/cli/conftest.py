@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from scheduler_core.runtime_config import BOUNDS
 from tests.store.databases import empty_database
 from tests.support.database import TestDatabase
 from tests.support.processes import SchedulerProcess
@@ -159,20 +160,11 @@ def set_db_config(database_url: str, **columns: int) -> None:
     )
 
 
-def db_config(database_url: str) -> dict[str, int]:
-    conn_rows = TestDatabase(database_url).execute(
-        "SELECT base_interval_ms, http_callback_timeout_ms, select_size, max_retries,"
-        " retry_backoff_ms, retry_backoff_max_ms, retention_hours FROM scheduler_config",
-    )
-    [row] = conn_rows
-    keys = (
-        "base_interval_ms",
-        "http_callback_timeout_ms",
-        "select_size",
-        "max_retries",
-        "retry_backoff_ms",
-        "retry_backoff_max_ms",
-        "retention_hours",
+def db_config(database_url: str, queue: str = "default") -> dict[str, int]:
+    """`queue`'s config row, every key, read straight from the database."""
+    keys = list(BOUNDS)
+    [row] = TestDatabase(database_url).execute(
+        f"SELECT {', '.join(keys)} FROM scheduler_config WHERE queue = '{queue}'",
     )
     return dict(zip(keys, row, strict=True))
 
