@@ -61,6 +61,9 @@ CREATE INDEX scheduler_tasks_due
 CREATE INDEX scheduler_tasks_running_queue ON scheduler_tasks (queue) WHERE status = 'running';
 -- The list API and the bulk verbs filtered by queue, newest first.
 CREATE INDEX scheduler_tasks_queue_seq ON scheduler_tasks (queue, seq);
+-- Tasks by queue and status (/metrics, /api/v1/stats, the queue API): counted from the
+-- index alone, never the table.
+CREATE INDEX scheduler_tasks_queue_status ON scheduler_tasks (queue, status);
 
 CREATE TABLE scheduler_schedules (
     name          TEXT PRIMARY KEY
