@@ -3,8 +3,8 @@ activity, as `/metrics`, `GET /api/v1/stats` and the dashboard show them.
 
 Everything is measured by the database clock. The due backlog and lateness are indexed
 reads (the due index per queue, scheduler_attempts_started); the counts by queue and
-status are one GROUP BY over the tasks (no index holds both columns), read at every
-scrape of every process.
+status are one GROUP BY read from the (queue, status) index alone, at every scrape of
+every process.
 """
 
 from __future__ import annotations
