@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from scheduler_core.cli_remote import json_text, remote_options, safe_text, short_time, table
+from scheduler_core.cli_remote import (
+    NAME,
+    json_text,
+    remote_options,
+    safe_text,
+    short_time,
+    table,
+)
 from scheduler_core.client import Client, NotFound, Queue
 from scheduler_core.client.results import STATUSES
 from scheduler_core.runtime_config import BOUNDS
@@ -100,7 +107,7 @@ def queues_list(client: Client, as_json: bool) -> None:
 
 
 @queues.command("show")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_options
 def queues_show(client: Client, as_json: bool, name: str) -> None:
     """Show one queue: its config, state and tasks."""
@@ -108,7 +115,7 @@ def queues_show(client: Client, as_json: bool, name: str) -> None:
 
 
 @queues.command("create")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @click.argument("assignments", nargs=-1)
 @remote_options
 def queues_create(client: Client, as_json: bool, name: str, assignments: tuple[str, ...]) -> None:
@@ -130,7 +137,7 @@ def queues_create(client: Client, as_json: bool, name: str, assignments: tuple[s
 
 
 @queues.command("set")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @click.argument("assignments", nargs=-1, required=True)
 @remote_options
 def queues_set(client: Client, as_json: bool, name: str, assignments: tuple[str, ...]) -> None:
@@ -141,7 +148,7 @@ def queues_set(client: Client, as_json: bool, name: str, assignments: tuple[str,
 def _one_queue_command(
     name: str, act: Callable[[Client, str], Queue], done: str, help_text: str
 ) -> click.Command:
-    @click.argument("queue_name", metavar="NAME")
+    @click.argument("queue_name", metavar="NAME", type=NAME)
     @remote_options
     def command(client: Client, as_json: bool, queue_name: str) -> None:
         queue = act(client, queue_name)
@@ -167,7 +174,7 @@ _one_queue_command(
 
 
 @queues.command("purge")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_options
 def queues_purge(client: Client, as_json: bool, name: str) -> None:
     """Cancel every pending and stale task of a queue (running ones finish). Sent once."""

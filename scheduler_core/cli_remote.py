@@ -44,11 +44,28 @@ from scheduler_core.client import (
     ValidationError,
 )
 from scheduler_core.client.results import STATUSES, BadResponse
+from scheduler_core.names import name_problem
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 F = TypeVar("F", bound=Callable[..., Any])
 
 # -- shared options ---------------------------------------------------------------------------
+
+
+class NameParam(click.ParamType):
+    """A queue's or a schedule's name on the command line: the API's rule, checked before
+    anything is sent, so a bad one is a usage error (exit 2) naming the rule."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = name_problem(str(value))
+        if problem:
+            self.fail(f"{safe_text(str(value))!r}: {problem}", param, ctx)
+        return str(value)
+
+
+NAME = NameParam()
 
 
 def remote_options(command: F) -> F:

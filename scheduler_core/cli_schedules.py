@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from scheduler_core.cli_remote import (
+    NAME,
     _parse_payload,
     _print_json,
     _task_details,
@@ -105,7 +106,7 @@ def schedules_list(client: Client, as_json: bool) -> None:
 
 
 @schedules.command("show")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_options
 def schedules_show(client: Client, as_json: bool, name: str) -> None:
     """Show one schedule."""
@@ -113,7 +114,7 @@ def schedules_show(client: Client, as_json: bool, name: str) -> None:
 
 
 @schedules.command("create")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @click.argument("cron")
 @click.argument("webhook_url")
 @click.option("--timezone", help="IANA time zone the cron is read in [default: UTC].")
@@ -166,7 +167,7 @@ def schedules_create(
 
 
 @schedules.command("set")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @click.option("--cron", help="A new cron expression (nextFireAt moves to its next time).")
 @click.option("--timezone", help="A new IANA time zone.")
 @click.option("--catch-up", type=_CATCH_UP, help="latest or none.")
@@ -231,7 +232,7 @@ def schedules_set(
 def _one_schedule_command(
     name: str, act: Callable[[Client, str], Schedule], done: str, help_text: str
 ) -> click.Command:
-    @click.argument("name")
+    @click.argument("name", type=NAME)
     @remote_options
     def command(client: Client, as_json: bool, name: str) -> None:
         schedule = act(client, name)
@@ -255,7 +256,7 @@ _one_schedule_command(
 
 
 @schedules.command("trigger")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_options
 def schedules_trigger(client: Client, as_json: bool, name: str) -> None:
     """Enqueue one run of schedule NAME's task now. Sent once."""

@@ -73,3 +73,15 @@ class ResponseSchema(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean: true or false, nothing else. marshmallow's Boolean also takes
+    "yes", "1", 1 and 0 (1 == True in Python, so even a truthy set of {True} would)."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if type(value) is not bool:
+            raise self.make_error("invalid")
+        return value

@@ -26,7 +26,6 @@ queue's, instead of ``queues`` and ``schedules``; its tasks are all in ``default
 from __future__ import annotations
 
 import json
-import re
 import uuid
 import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from scheduler_core.marshmallow_base import StrictInteger
 from scheduler_core.models import AttemptOutcome, TaskStatus
+from scheduler_core.names import name_problem
 from scheduler_core.runtime_config import ConfigError, RuntimeConfig, validate_changes
 
 FORMAT = "scheduler-core-export"
@@ -45,8 +45,6 @@ VERSION = 2
 READABLE_VERSIONS = (1, 2)
 DEFAULT_QUEUE = "default"
 # Queue and schedule names (SPEC.md): as the API and the tables' CHECKs have them.
-NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-NAME_RULE = "1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
 LIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.STALE})
 FINISHED_STATUSES = frozenset({TaskStatus.RESOLVED, TaskStatus.CANCELLED})
 # lastError of the attempt a task was in when it was exported `running`: its lease belonged
@@ -281,8 +279,9 @@ class AttemptLineSchema(Schema):
 
 
 def _check_name(value: str) -> None:
-    if not NAME.fullmatch(value):
-        raise ValidationError(f"Must be {NAME_RULE}")
+    problem = name_problem(value)
+    if problem:
+        raise ValidationError(problem)
 
 
 def _check_json_text(value: str) -> None:

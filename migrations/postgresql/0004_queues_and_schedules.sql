@@ -9,7 +9,8 @@ ALTER TABLE scheduler_config ADD COLUMN queue text NOT NULL DEFAULT 'default';
 ALTER TABLE scheduler_config ALTER COLUMN queue DROP DEFAULT;
 ALTER TABLE scheduler_config ADD PRIMARY KEY (queue);
 ALTER TABLE scheduler_config
-    ADD CONSTRAINT scheduler_config_queue_name CHECK (queue ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    ADD CONSTRAINT scheduler_config_queue_name
+        CHECK (queue ~ '^[A-Za-z0-9_.-]{1,64}$' AND queue NOT IN ('.', '..')),
     -- the queue's rate and concurrency across every dispatcher; 0 = no limit
     ADD COLUMN max_dispatches_per_second integer NOT NULL DEFAULT 0
         CHECK (max_dispatches_per_second BETWEEN 0 AND 100000),
@@ -21,6 +22,8 @@ ALTER TABLE scheduler_config
     ADD COLUMN bucket_tokens double precision NOT NULL DEFAULT 0,
     ADD COLUMN bucket_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
+-- The default queue's row is as old as the configuration was: never made after its change.
+UPDATE scheduler_config SET created_at = updated_at;
 
 ALTER TABLE scheduler_tasks
     ADD COLUMN queue text NOT NULL DEFAULT 'default',
@@ -40,7 +43,8 @@ CREATE INDEX scheduler_tasks_queue_seq ON scheduler_tasks (queue, seq);
 CREATE INDEX scheduler_tasks_queue_status ON scheduler_tasks (queue, status);
 
 CREATE TABLE scheduler_schedules (
-    name          text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    name          text PRIMARY KEY
+                  CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$' AND name NOT IN ('.', '..')),
     cron          text NOT NULL,
     timezone      text NOT NULL DEFAULT 'UTC',
     catch_up      text NOT NULL DEFAULT 'latest' CHECK (catch_up IN ('latest', 'none')),

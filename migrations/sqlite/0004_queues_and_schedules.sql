@@ -9,7 +9,8 @@
 CREATE TABLE scheduler_config_new (
     queue                     TEXT PRIMARY KEY
                               CHECK (length(queue) BETWEEN 1 AND 64
-                                     AND queue NOT GLOB '*[^A-Za-z0-9_.-]*'),
+                                     AND queue NOT GLOB '*[^A-Za-z0-9_.-]*'
+                                     AND queue NOT IN ('.', '..')),
     base_interval_ms          INTEGER NOT NULL DEFAULT 1000
                               CHECK (base_interval_ms BETWEEN 10 AND 3600000),
     http_callback_timeout_ms  INTEGER NOT NULL DEFAULT 5000
@@ -67,7 +68,8 @@ CREATE INDEX scheduler_tasks_queue_status ON scheduler_tasks (queue, status);
 
 CREATE TABLE scheduler_schedules (
     name          TEXT PRIMARY KEY
-                  CHECK (length(name) BETWEEN 1 AND 64 AND name NOT GLOB '*[^A-Za-z0-9_.-]*'),
+                  CHECK (length(name) BETWEEN 1 AND 64 AND name NOT GLOB '*[^A-Za-z0-9_.-]*'
+                         AND name NOT IN ('.', '..')),
     cron          TEXT NOT NULL,
     timezone      TEXT NOT NULL DEFAULT 'UTC',
     catch_up      TEXT NOT NULL DEFAULT 'latest' CHECK (catch_up IN ('latest', 'none')),

@@ -22,13 +22,13 @@ from scheduler_core.api.schemas import (
     LATEST,
     MAX_AUTH_LENGTH,
     MAX_KEY_LENGTH,
-    QUEUE_NAME,
     header_value_problem,
     timestamp_text,
     webhook_url_problem,
 )
 from scheduler_core.marshmallow_base import parse_rfc3339
 from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
+from scheduler_core.names import NAME
 from scheduler_core.redaction import masked_url
 
 INPUT_FIELDS = frozenset(
@@ -58,7 +58,7 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
     if retries is not None and (type(retries) is not int or not 0 <= retries <= 1000):
         return None
     queue = item.get("queue")
-    if queue is not None and (type(queue) is not str or not QUEUE_NAME.fullmatch(queue)):
+    if queue is not None and (type(queue) is not str or not NAME.fullmatch(queue)):
         return None  # (whether it exists is the route's check, after either path)
     execute_at = item.get("executeAt")
     if execute_at is not None:

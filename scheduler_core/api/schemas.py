@@ -15,6 +15,7 @@ from urllib3.util import parse_url
 
 from scheduler_core.marshmallow_base import ResponseSchema, Rfc3339DateTime, StrictInteger
 from scheduler_core.models import DEFAULT_QUEUE, AttemptOutcome, TaskStatus
+from scheduler_core.names import name_problem
 from scheduler_core.redaction import masked_url
 from scheduler_core.targets import (
     TargetError,
@@ -45,18 +46,6 @@ _HEADER_FORBIDDEN = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 def quoted(value: str, limit: int = 64) -> str:
     """`value` as an error message quotes what a client sent: repr, cut at `limit`."""
     return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-NAME_RULE = "1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
-
-
-def name_problem(name: str) -> str | None:
-    """Why `name` cannot name a queue or a schedule (SPEC.md: 1..64 characters of
-    [A-Za-z0-9_.-]), or None."""
-    if not QUEUE_NAME.fullmatch(name):
-        return f"Must be {NAME_RULE}"
-    return None
 
 
 def check_name(name: str) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from scheduler_core.api.schemas import NAME_RULE, Timestamp
+from scheduler_core.api.schemas import Timestamp
 from scheduler_core.api.schemas_stats import StatusCountsSchema
 from scheduler_core.marshmallow_base import ResponseSchema
 from scheduler_core.models import QueueInfo, TaskStatus
+from scheduler_core.names import NAME_RULE
 from scheduler_core.runtime_config import ConfigPatchSchema, ConfigSchema
 
 # The schemas of runtime_config, with a name and a description of their own (the

@@ -30,8 +30,9 @@ from scheduler_core.api.schemas import (
     check_webhook_url,
     header_value_problem,
 )
-from scheduler_core.marshmallow_base import ResponseSchema, StrictInteger
+from scheduler_core.marshmallow_base import ResponseSchema, StrictBoolean, StrictInteger
 from scheduler_core.models import DEFAULT_QUEUE
+from scheduler_core.names import NAME_RULE
 from scheduler_core.redaction import masked_url
 from scheduler_core.schedules import CatchUp, NewSchedule, cron_problem, timezone_problem
 
@@ -148,12 +149,12 @@ class ScheduleInputSchema(_TemplateFields):
     name = fields.String(
         required=True,
         validate=check_name,
-        metadata={"description": "Unique; 1..64 characters of A-Z, a-z, 0-9, _ . -"},
+        metadata={"description": f"Unique; {NAME_RULE}"},
     )
     cron = _cron_field(required=True)
     timezone = _timezone_field(load_default="UTC")
     catchUp = _catch_up_field(load_default=CatchUp.LATEST.value)
-    paused = fields.Boolean(
+    paused = StrictBoolean(
         load_default=False,
         metadata={"description": "Create it paused (no fire until resumed)."},
     )
@@ -222,6 +223,8 @@ class SchedulePatchSchema(_TemplateFields):
                     ["Cannot be changed by PATCH; use pause/resume."]
                     if key == "paused"
                     else ["Cannot be changed; create a schedule under the new name."]
+                    if key == "name"
+                    else ["Read-only: the scheduler sets it."]
                     if key in FIXED
                     else value
                 )

@@ -116,10 +116,15 @@ def cron_problem(expr: str) -> str | None:
     return None
 
 
+# Files a zone directory holds that are no IANA zone: what they mean depends on the host
+# (Debian's `localtime` is a link to /etc/localtime), so a schedule must not name them.
+NOT_ZONES = frozenset(("localtime", "posixrules", "Factory"))
+
+
 @functools.cache
 def _zone_names() -> dict[str, str]:
     """Every IANA zone name this machine knows, by its lowercase spelling."""
-    return {name.lower(): name for name in zoneinfo.available_timezones()}
+    return {name.lower(): name for name in zoneinfo.available_timezones() if name not in NOT_ZONES}
 
 
 def timezone_problem(name: str) -> str | None:
