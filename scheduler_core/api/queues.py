@@ -88,7 +88,8 @@ def get_queue(name: str) -> Response:
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       responses:
         200: {description: The queue., content: {application/json: {schema: Queue}}}
@@ -120,7 +121,8 @@ def put_queue(name: str) -> tuple[Response, int] | tuple[Response, int, dict[str
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       requestBody:
         required: true
@@ -166,7 +168,8 @@ def update_queue(name: str) -> Response:
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       requestBody:
         required: true
@@ -211,7 +214,8 @@ def delete_queue(name: str) -> Response:
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       responses:
         200: {description: The queue as it was., content: {application/json: {schema: Queue}}}
@@ -257,7 +261,8 @@ def pause_queue(name: str) -> Response:
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       responses:
         200: {description: The queue (paused)., content: {application/json: {schema: Queue}}}
@@ -282,7 +287,8 @@ def resume_queue(name: str) -> Response:
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       responses:
         200: {description: The queue (running)., content: {application/json: {schema: Queue}}}
@@ -308,7 +314,8 @@ def purge_queue(name: str) -> Response:
         - in: path
           name: name
           required: true
-          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'."
+          description: "The queue's name: 1..64 characters of A-Z, a-z, 0-9, '_', '.', '-'
+            (not '.' or '..')."
           schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
       responses:
         200:
