@@ -86,7 +86,10 @@ def test_rescheduled_a_little_later_is_called_when_due_not_before(
     moved = _reschedule(client, created["id"], due.isoformat())
     assert ts(moved["nextAttemptAt"]) == due
     receiver.wait_for(1, "/soon", timeout=15)
-    [attempt] = attempts(client, created["id"])
+    # The outcome (and the lateness with it) is stored a moment after the receiver answers.
+    [attempt] = wait_until(
+        lambda: [a for a in attempts(client, created["id"]) if a["finishedAt"]], timeout=15
+    )
     assert ts(attempt["startedAt"]) >= due  # by the database clock: not early
     assert ts(attempt["startedAt"]) - due < timedelta(seconds=5)  # nor an hour late
     assert 0 <= attempt["latenessMs"] < 5000
