@@ -83,7 +83,7 @@ class Dispatcher:
         )
         self._recorder = OutcomeRecorder(store)
         self._retention = Retention(store, purge_every_s, purge_batch)
-        self._schedules = ScheduleFirer(store)
+        self._schedules = ScheduleFirer(store, watch=False)  # hears this loop's notices
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._poll_interval_ms: int | None = None
         self._thread: threading.Thread | None = None
@@ -150,8 +150,9 @@ class Dispatcher:
 
     # -- the loop ------------------------------------------------------------------
 
-    def _notice(self, _kind: str) -> None:
+    def _notice(self, kind: str) -> None:
         self._wake.set()
+        self._schedules.notice(kind)
 
     def _poll(self) -> None:
         """APScheduler's fallback poll: a wake-up every base_interval_ms."""

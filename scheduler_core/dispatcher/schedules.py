@@ -36,8 +36,12 @@ WAKING_NOTICES = frozenset({"schedule", "unknown"})
 class ScheduleFirer:
     """Fires due schedules on its own thread while started; `fire_once` for tick()."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, watch: bool = True):
+        """With `watch`, it watches the store for notices itself; without, its owner (the
+        Dispatcher, whose watch already hears every notice) passes them to `notice`, so a
+        dispatcher holds one LISTEN connection, not two."""
         self.store = store
+        self._own_watch = watch
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -47,7 +51,8 @@ class ScheduleFirer:
 
     def start(self) -> None:
         self._stopping.clear()
-        self._watch = self.store.watch(self._notice)
+        if self._own_watch:
+            self._watch = self.store.watch(self.notice)
         self._thread = threading.Thread(target=self._loop, name="schedule-firer", daemon=True)
         self._thread.start()
 
@@ -65,7 +70,8 @@ class ScheduleFirer:
             self._watch.close()
             self._watch = None
 
-    def _notice(self, kind: str) -> None:
+    def notice(self, kind: str) -> None:
+        """A store notice of `kind`: wake at once when it may change what is due."""
         if kind in WAKING_NOTICES:
             self._wake.set()
 

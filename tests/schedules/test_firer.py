@@ -116,3 +116,29 @@ def test_a_worker_process_fires_a_schedule_and_a_server_triggers_one(
         message="for the worker to resolve the triggered task",
     )
     assert "schedule=job" in worker.output
+
+
+def test_a_dispatcher_watches_the_store_once_and_its_firer_hears_the_notices(
+    store, plugins, monkeypatch
+) -> None:
+    # One watch per dispatcher: on PostgreSQL each is a LISTEN connection of its own.
+    from scheduler_core.dispatcher import Dispatcher
+
+    watches = []
+    real_watch = store.watch
+
+    def counting_watch(listener):
+        watches.append(listener)
+        return real_watch(listener)
+
+    monkeypatch.setattr(store, "watch", counting_watch)
+    dispatcher = Dispatcher(store, plugins)
+    heard: list[str] = []
+    monkeypatch.setattr(dispatcher._schedules, "notice", heard.append)
+    dispatcher.start()
+    try:
+        assert len(watches) == 1
+        watches[0]("schedule")  # as a schedule written here or elsewhere would
+        assert "schedule" in heard
+    finally:
+        dispatcher.stop(wait=True)
