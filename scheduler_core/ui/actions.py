@@ -56,14 +56,14 @@ def validate_changes(current: RuntimeConfig, changes: dict[str, Any]) -> dict[st
     return validate_config_changes(current, changes, camel=True)
 
 
-@bp.post("/config")
-def save_config() -> Response | BaseResponse:
-    """Every field of the form is sent; only the values that differ are changed. Any
-    bad value: the form again, each error by its field, and nothing changed."""
-    current = store().get_config()
-    shown = current.as_camel()
+def read_config_form(
+    shown: dict[str, int],
+) -> tuple[dict[str, str], dict[str, int], dict[str, list[str]]]:
+    """The config form as posted: every field sent (camelCase key -> text as typed), the
+    integers that differ from `shown`, and the fields that hold no integer. Digits may
+    be grouped as written ("3,600,000", "3_600_000")."""
     submitted: dict[str, str] = {}
-    changes: dict[str, Any] = {}
+    changes: dict[str, int] = {}
     errors: dict[str, list[str]] = {}
     for column in BOUNDS:
         name = to_camel(column)
@@ -71,11 +71,21 @@ def save_config() -> Response | BaseResponse:
         if raw is None:
             continue
         submitted[name] = raw
-        text = raw.strip().replace("_", "").replace(",", "")  # "3,600,000" as written
+        text = raw.strip().replace("_", "").replace(",", "")
         if not _INTEGER.fullmatch(text):
             errors[name] = ["Must be an integer."]
         elif int(text) != shown[name]:
             changes[name] = int(text)
+    return submitted, changes, errors
+
+
+@bp.post("/config")
+def save_config() -> Response | BaseResponse:
+    """Every field of the form is sent; only the values that differ are changed. Any
+    bad value: the form again, each error by its field, and nothing changed."""
+    current = store().get_config()
+    shown = current.as_camel()
+    submitted, changes, errors = read_config_form(shown)
     columns: dict[str, int] = {}
     if not errors:
         try:

@@ -6,7 +6,6 @@ store verbs and the validation are the API's own (`PATCH /api/v1/queues/{name}`)
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from flask import Response, abort, redirect, request
@@ -14,14 +13,14 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from scheduler_core.api.schemas import name_problem
 from scheduler_core.models import QueueInfo, TaskStatus
-from scheduler_core.runtime_config import BOUNDS, ConfigError, to_camel, validate_changes
+from scheduler_core.runtime_config import ConfigError, validate_changes
 from scheduler_core.store.base import QueueNotFound
+from scheduler_core.ui.actions import read_config_form
 from scheduler_core.ui.blueprint import bp, local_path, page, store, with_query
 from scheduler_core.ui.pages import config_fields
 
 log = logging.getLogger(__name__)
 
-_INTEGER = re.compile(r"[+-]?[0-9]+")
 STATUSES = [status.value for status in TaskStatus]
 
 # Messages a redirect asks for (?done=...): fixed texts, nothing from the URL is shown.
@@ -102,20 +101,7 @@ def save_queue_config(name: str) -> Response | BaseResponse:
     value: the form again, each error by its field, and nothing changed."""
     info = _queue(name)
     shown = info.config.as_camel()
-    submitted: dict[str, str] = {}
-    changes: dict[str, Any] = {}
-    errors: dict[str, list[str]] = {}
-    for column in BOUNDS:
-        key = to_camel(column)
-        raw = request.form.get(key)
-        if raw is None:
-            continue
-        submitted[key] = raw
-        text = raw.strip().replace("_", "").replace(",", "")  # "3,600,000" as written
-        if not _INTEGER.fullmatch(text):
-            errors[key] = ["Must be an integer."]
-        elif int(text) != shown[key]:
-            changes[key] = int(text)
+    submitted, changes, errors = read_config_form(shown)
     columns: dict[str, int] = {}
     try:
         # The integers are checked even when another field is no integer: every bad
