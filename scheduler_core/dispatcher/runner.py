@@ -79,6 +79,10 @@ class DeliveryRunner:
         self._idle = 0
         self._supervisor: threading.Thread | None = None
         self._closed = False
+        # Jobs taken out of _in_flight whose outcome is being handed to on_done: still in
+        # flight for in_flight() and the waits, so a synchronous tick never stops before
+        # every outcome it started is queued for recording.
+        self._reporting = 0
 
     def free(self) -> int:
         """How many more jobs can start at once."""
@@ -87,7 +91,7 @@ class DeliveryRunner:
 
     def in_flight(self) -> int:
         with self._lock:
-            return len(self._in_flight)
+            return len(self._in_flight) + self._reporting
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -111,12 +115,14 @@ class DeliveryRunner:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no job is in flight; False if `timeout` passed first."""
         with self._lock:
-            return self._changed.wait_for(lambda: not self._in_flight, timeout)
+            return self._changed.wait_for(
+                lambda: not self._in_flight and not self._reporting, timeout
+            )
 
     def wait_change(self, timeout: float) -> None:
         """Wait until a job ends, at most `timeout` seconds."""
         with self._lock:
-            if self._in_flight:
+            if self._in_flight or self._reporting:
                 self._changed.wait(timeout)
 
     def close(self) -> None:
@@ -151,9 +157,10 @@ class DeliveryRunner:
                 else:
                     self._idle += 1
                 if not left_behind:
+                    self._reporting += 1
                     self._changed.notify_all()
             if not left_behind:
-                self._on_done(job, recorded)
+                self._report(job, recorded)
             if leaving:
                 return
 
@@ -162,9 +169,19 @@ class DeliveryRunner:
         with self._lock:
             if self._in_flight.pop(job.id, None) is None:
                 return False
+            self._reporting += 1
             self._changed.notify_all()
-        self._on_done(job, recorded)
+        self._report(job, recorded)
         return True
+
+    def _report(self, job: Job, recorded: RecordedOutcome) -> None:
+        """Hand the outcome over, then count the job out of flight."""
+        try:
+            self._on_done(job, recorded)
+        finally:
+            with self._lock:
+                self._reporting -= 1
+                self._changed.notify_all()
 
     def _supervise(self) -> None:
         while True:
