@@ -102,6 +102,11 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._thread.start()
         log.info("dispatcher started")
+        log.debug(
+            "dispatcher: %d delivery threads, schemes %s",
+            self._runner.threads,
+            ", ".join(sorted(self.plugins.delivery_schemes())),
+        )
 
     def request_stop(self) -> None:
         """Claim nothing more; safe to call from a signal handler."""
