@@ -28,7 +28,12 @@ class AttemptOutcome(enum.StrEnum):
 
     RESOLVED = "resolved"
     FAILED = "failed"
+    SNOOZED = "snoozed"  # the receiver asked to be called later (Scheduler-Snooze): no retry spent
     LOST = "lost"  # its dispatcher stopped before recording anything; the lease expired
+
+
+# A rule of successCodes / staleCodes: a status code (100..599) or a class like "2xx".
+StatusRule = int | str
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ class NewTask:
     max_retries: int | None = None
     queue: str = DEFAULT_QUEUE
     schedule: str | None = None  # the schedule whose fire this is, None through the API
+    # Delivery rules (SPEC.md "Delivery rules"): None means the default.
+    not_after: datetime | None = None  # never called after this; stale when it passes
+    success_codes: tuple[StatusRule, ...] | None = None  # default ("2xx",)
+    stale_codes: tuple[StatusRule, ...] | None = None  # default: none
+    traceparent: str | None = None  # W3C Trace Context of the enqueue, sent with callbacks
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,10 @@ class Task:
     resolved_at: datetime | None
     queue: str = DEFAULT_QUEUE
     schedule: str | None = None  # the schedule that made the task, if one did
+    not_after: datetime | None = None
+    success_codes: tuple[StatusRule, ...] | None = None
+    stale_codes: tuple[StatusRule, ...] | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,15 @@ class ClaimedTask:
     auth_error: str | None = None
     # The task's queue: whose config its outcome is decided with; the metrics' label.
     queue: str = DEFAULT_QUEUE
+    # The sender's delivery rules (None: the defaults) and trace context.
+    not_after: datetime | None = None
+    success_codes: tuple[StatusRule, ...] | None = None
+    stale_codes: tuple[StatusRule, ...] | None = None
+    traceparent: str | None = None
+    # Scheduler-Snooze answers in a row before this attempt (at most 100, then a failure).
+    snoozes_in_row: int = 0
+    # host[:port] of webhook_url, lower case: the key of per-host backpressure.
+    target_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +209,13 @@ class DeliveryOutcome:
     error: str | None = None
     duration_ms: int = 0
     retry_after_ms: int | None = None  # from a Retry-After header, when the answer had one
+    # The answer's status is in the task's staleCodes: stale at once, no retry spent.
+    stale_now: bool = False
+    # Scheduler-Snooze: call again this much later (ms), no retry spent.
+    snooze_ms: int | None = None
+    # A 202 with Scheduler-Async: the receiver reports within this many seconds through
+    # the attempt's completion URLs; the task stays running until then.
+    async_timeout_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -228,11 +258,16 @@ class RecordedOutcome:
     lateness_ms: int | None = None
     lost: bool = False  # the attempt's lease expired before anything was recorded
     queue: str = DEFAULT_QUEUE  # the task's queue (set for lost attempts, for observers)
+    # The receiver snoozed the task: `decision` says when it is due again, and the attempt
+    # does not count against its retry budget.
+    snoozed: bool = False
 
     @property
     def kind(self) -> AttemptOutcome:
         if self.decision is None:
             return AttemptOutcome.RESOLVED
+        if self.snoozed:
+            return AttemptOutcome.SNOOZED
         return AttemptOutcome.LOST if self.lost else AttemptOutcome.FAILED
 
 

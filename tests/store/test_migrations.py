@@ -32,6 +32,8 @@ DIALECTS = ["postgresql", "sqlite"]
 TABLES = {
     "scheduler_attempts",
     "scheduler_config",
+    "scheduler_hosts",
+    "scheduler_keys",
     "scheduler_schedules",
     "scheduler_schema_migrations",
     "scheduler_tasks",
