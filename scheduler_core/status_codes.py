@@ -8,6 +8,7 @@ rules matches a status when any rule does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,3 +70,15 @@ def matches(rules: Iterable[StatusRule], status: int) -> bool:
         elif status // 100 == int(rule[0]):
             return True
     return False
+
+
+def codes_text(codes: tuple[StatusRule, ...] | None) -> str | None:
+    """successCodes / staleCodes as the store keeps them: a JSON array, None (NULL) for
+    the default."""
+    return None if codes is None else json.dumps(list(codes))
+
+
+def codes_of(text: str | None) -> tuple[StatusRule, ...] | None:
+    """successCodes / staleCodes as the store keeps them, back as a tuple (None: the
+    default)."""
+    return None if text is None else tuple(json.loads(text))

@@ -23,6 +23,7 @@ from scheduler_core.models import (
     QueueState,
 )
 from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.status_codes import codes_of
 from scheduler_core.store.queue_limits import Grant, grant, tokens_now
 
 if TYPE_CHECKING:
@@ -105,6 +106,12 @@ class ClaimVerbs:
                 late_at_claim_ms=float(r["late_at_claim_ms"]),
                 claimed_monotonic=claimed_at,
                 queue=r["queue"],
+                not_after=self._time(r["not_after"]) if r["not_after"] is not None else None,
+                success_codes=codes_of(r["success_codes"]),
+                stale_codes=codes_of(r["stale_codes"]),
+                traceparent=r["traceparent"],
+                snoozes_in_row=r["snoozes_in_row"],
+                target_host=r["target_host"],
             )
             for r, (auth, auth_error) in zip(rows, auths, strict=True)
         ]

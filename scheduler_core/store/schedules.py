@@ -74,6 +74,11 @@ class ScheduleVerbs:
     @abstractmethod
     def _new_task_row(self, new: NewTask, row: Row) -> Task: ...
 
+    @abstractmethod
+    def _insert_row(
+        self, task_id: str, new: NewTask, webhook_auth: str | None
+    ) -> dict[str, Any]: ...
+
     def _sq(self, name: str) -> str:
         return self.q[name].replace("{schedule_columns}", self.q["schedule_columns"])
 
@@ -291,17 +296,7 @@ class ScheduleVerbs:
             schedule=schedule.name,
         )
         [task_id] = new_task_ids(1)
-        row = {
-            "id": task_id,
-            "webhook_url": new.webhook_url,
-            "webhook_auth": stored_auth,
-            "payload": json.dumps(new.payload, ensure_ascii=False),
-            "execute_at": self._opt_time(execute_at),
-            "idempotency_key": key,
-            "max_retries": new.max_retries,
-            "queue": new.queue,
-            "schedule": new.schedule,
-        }
+        row = self._insert_row(task_id, new, stored_auth)
         cur.execute(self.q["insert_tasks"], {"tasks": json.dumps([row])})
         inserted = cur.fetchone()
         return self._new_task_row(new, inserted) if inserted is not None else None

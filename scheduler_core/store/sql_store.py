@@ -31,6 +31,7 @@ from scheduler_core.models import (
     TaskStatus,
 )
 from scheduler_core.runtime_config import BOUNDS, ConfigError, RuntimeConfig
+from scheduler_core.status_codes import codes_of, codes_text
 from scheduler_core.store import sql_transfer
 from scheduler_core.store.base import (
     MAX_POSITION,
@@ -53,6 +54,7 @@ from scheduler_core.store.queues import QueueVerbs
 from scheduler_core.store.schedules import ScheduleVerbs
 from scheduler_core.store.sql_transfer import TransferVerbs
 from scheduler_core.store.stats import StatsVerbs
+from scheduler_core.target_host import target_host
 from scheduler_core.transfer import ExportCounts, ExportedTask, ImportResult
 
 log = logging.getLogger(__name__)
@@ -183,17 +185,7 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
         flat = [new for request in requests for new in request]
         ids = new_task_ids(len(flat))
         rows: list[dict[str, Any]] = [
-            {
-                "id": task_id,
-                "webhook_url": new.webhook_url,
-                "webhook_auth": new.webhook_auth,
-                "payload": json.dumps(new.payload, ensure_ascii=False),
-                "execute_at": self._time_param(new.execute_at) if new.execute_at else None,
-                "idempotency_key": new.idempotency_key,
-                "max_retries": new.max_retries,
-                "queue": new.queue,
-                "schedule": new.schedule,
-            }
+            self._insert_row(task_id, new, new.webhook_auth)
             for task_id, new in zip(ids, flat, strict=True)
         ]
         with self._tx() as cur:
@@ -533,6 +525,26 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
 
     # -- rows ----------------------------------------------------------------------
 
+    def _insert_row(self, task_id: str, new: NewTask, webhook_auth: str | None) -> dict[str, Any]:
+        """`new` as insert_tasks reads it (one object of its JSON array), with
+        `webhook_auth` as it is to be stored (sealed or not)."""
+        return {
+            "id": task_id,
+            "webhook_url": new.webhook_url,
+            "webhook_auth": webhook_auth,
+            "payload": json.dumps(new.payload, ensure_ascii=False),
+            "execute_at": self._time_param(new.execute_at) if new.execute_at else None,
+            "idempotency_key": new.idempotency_key,
+            "max_retries": new.max_retries,
+            "queue": new.queue,
+            "schedule": new.schedule,
+            "not_after": self._time_param(new.not_after) if new.not_after else None,
+            "success_codes": codes_text(new.success_codes),
+            "stale_codes": codes_text(new.stale_codes),
+            "traceparent": new.traceparent,
+            "target_host": target_host(new.webhook_url),
+        }
+
     def _new_task_row(self, new: NewTask, row: Row) -> Task:
         """A task just inserted: what the database chose (id, due time, creation time)
         from `row`, the rest as enqueued (a new task's columns all start the same)."""
@@ -555,6 +567,10 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
             resolved_at=None,
             queue=new.queue,
             schedule=new.schedule,
+            not_after=new.not_after,
+            success_codes=new.success_codes,
+            stale_codes=new.stale_codes,
+            traceparent=new.traceparent,
         )
 
     def _task(self, row: Row) -> Task:
@@ -575,6 +591,10 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
             resolved_at=self._time(row["resolved_at"]) if row["resolved_at"] else None,
             queue=row["queue"],
             schedule=row["schedule"],
+            not_after=self._time(row["not_after"]) if row["not_after"] is not None else None,
+            success_codes=codes_of(row["success_codes"]),
+            stale_codes=codes_of(row["stale_codes"]),
+            traceparent=row["traceparent"],
         )
 
 

@@ -3,7 +3,8 @@
 -- name: task_columns
 id::text AS id, seq, webhook_url, execute_at, status, attempts, max_retries,
 next_attempt_at, payload, idempotency_key, last_error, last_status_code,
-created_at, updated_at, resolved_at, queue, schedule
+created_at, updated_at, resolved_at, queue, schedule, not_after, success_codes,
+stale_codes, traceparent
 
 -- name: config_columns
 base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
@@ -18,19 +19,23 @@ max_concurrent_dispatches
 WITH inserted AS (
     INSERT INTO scheduler_tasks
         (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
-         idempotency_key, max_retries, queue, schedule)
+         idempotency_key, max_retries, queue, schedule, not_after, success_codes,
+         stale_codes, traceparent, target_host)
     SELECT t.id, t.webhook_url, t.webhook_auth, t.payload::json,
            coalesce(t.execute_at, now()), coalesce(t.execute_at, now()),
-           t.idempotency_key, t.max_retries, t.queue, t.schedule
+           t.idempotency_key, t.max_retries, t.queue, t.schedule, t.not_after,
+           t.success_codes, t.stale_codes, t.traceparent, t.target_host
     -- json_to_recordset parses the array once (->> on json would parse each element
     -- once per field); the payload arrives as the JSON text to store, verbatim.
     FROM ROWS FROM (
         json_to_recordset(%(tasks)s::json) AS (
             id uuid, webhook_url text, webhook_auth text, payload text,
             execute_at timestamptz, idempotency_key text, max_retries integer,
-            queue text, schedule text)
+            queue text, schedule text, not_after timestamptz, success_codes text,
+            stale_codes text, traceparent text, target_host text)
     ) WITH ORDINALITY AS t(id, webhook_url, webhook_auth, payload, execute_at,
-                           idempotency_key, max_retries, queue, schedule, n)
+                           idempotency_key, max_retries, queue, schedule, not_after,
+                           success_codes, stale_codes, traceparent, target_host, n)
     ORDER BY t.n
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, execute_at, created_at
@@ -339,7 +344,8 @@ WITH open_queue AS (
     WHERE t.id = chosen.id
     RETURNING t.id, t.webhook_url, t.webhook_auth, t.execute_at, t.payload,
               t.attempts, t.budget_start, t.max_retries, t.has_failed,
-              t.next_attempt_at, t.seq, t.queue
+              t.next_attempt_at, t.seq, t.queue, t.not_after, t.success_codes,
+              t.stale_codes, t.traceparent, t.snoozes_in_row, t.target_host
 ), started AS (
     INSERT INTO scheduler_attempts (task_id, attempt, started_at)
     SELECT id, attempts, now() FROM claimed
@@ -347,7 +353,8 @@ WITH open_queue AS (
 SELECT id::text, webhook_url, webhook_auth, execute_at,
        coalesce(payload::text, 'null') AS payload_json,
        attempts, attempts - budget_start AS attempts_in_budget, max_retries,
-       has_failed, next_attempt_at, seq, queue,
+       has_failed, next_attempt_at, seq, queue, not_after, success_codes, stale_codes,
+       traceparent, snoozes_in_row, target_host,
        extract(epoch FROM now() - next_attempt_at) * 1000 AS late_at_claim_ms
 FROM claimed
 ORDER BY has_failed, next_attempt_at, seq

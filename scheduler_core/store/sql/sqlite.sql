@@ -10,7 +10,7 @@
 -- name: task_columns
 id, seq, webhook_url, execute_at, status, attempts, max_retries, next_attempt_at,
 payload, idempotency_key, last_error, last_status_code, created_at, updated_at,
-resolved_at, queue, schedule
+resolved_at, queue, schedule, not_after, success_codes, stale_codes, traceparent
 
 -- name: config_columns
 base_interval_ms, http_callback_timeout_ms, select_size, max_retries,
@@ -25,13 +25,17 @@ max_concurrent_dispatches
 -- SQLite's upsert after a SELECT needs one.)
 INSERT INTO scheduler_tasks
     (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
-     idempotency_key, max_retries, queue, schedule, created_at, updated_at)
+     idempotency_key, max_retries, queue, schedule, not_after, success_codes, stale_codes,
+     traceparent, target_host, created_at, updated_at)
 SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
        json_extract(value, '$.webhook_auth'), json_extract(value, '$.payload'),
        coalesce(json_extract(value, '$.execute_at'), {now}),
        coalesce(json_extract(value, '$.execute_at'), {now}),
        json_extract(value, '$.idempotency_key'), json_extract(value, '$.max_retries'),
-       json_extract(value, '$.queue'), json_extract(value, '$.schedule'), {now}, {now}
+       json_extract(value, '$.queue'), json_extract(value, '$.schedule'),
+       json_extract(value, '$.not_after'), json_extract(value, '$.success_codes'),
+       json_extract(value, '$.stale_codes'), json_extract(value, '$.traceparent'),
+       json_extract(value, '$.target_host'), {now}, {now}
 FROM json_each(:tasks) WHERE true ORDER BY key
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, execute_at, created_at
@@ -291,7 +295,8 @@ WHERE id IN (
 ) AND EXISTS (SELECT 1 FROM scheduler_config WHERE queue = :queue AND paused = 0)
 RETURNING id, webhook_url, webhook_auth, execute_at, payload AS payload_json, attempts,
           attempts - budget_start AS attempts_in_budget, max_retries,
-          has_failed, next_attempt_at, seq, queue,
+          has_failed, next_attempt_at, seq, queue, not_after, success_codes, stale_codes,
+          traceparent, snoozes_in_row, target_host,
           ({now} - next_attempt_at) / 1000.0 AS late_at_claim_ms
 
 -- name: start_attempt
