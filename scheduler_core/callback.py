@@ -1,9 +1,11 @@
 """The callback: the request every attempt sends, whatever the transport.
 
 SPEC.md, "The callback": `POST webhookUrl` with Content-Type, User-Agent,
-X-Scheduler-Task-Id, X-Scheduler-Attempt, Authorization (the task's webhookAuth, when it
-has one), and the JSON body `{"taskId", "executeAt", "attempt", "payload"}`. Delivery
-plugins send this as built; they never build their own.
+X-Scheduler-Task-Id, X-Scheduler-Attempt, traceparent (the W3C Trace Context the enqueue
+carried, when it had one; the same on every attempt), Authorization (the task's
+webhookAuth, when it has one), and the JSON body
+`{"taskId", "executeAt", "attempt", "payload"}`. Delivery plugins send this as built;
+they never build their own.
 
 With SCHEDULER_SIGNING_SECRET set, the callback is signed in the Standard Webhooks format
 (``scheduler_core.signing``): `webhook-id` is the task id (the same on every retry, as the
@@ -40,6 +42,8 @@ def build_callback(
         "X-Scheduler-Task-Id": task.id,
         "X-Scheduler-Attempt": str(task.attempt),
     }
+    if task.traceparent is not None:
+        headers["traceparent"] = task.traceparent
     if task.webhook_auth is not None:
         headers["Authorization"] = task.webhook_auth
     body = callback_body(task)

@@ -399,6 +399,24 @@ def _stats_text(stats: Stats) -> str:
     )
 
 
+def _status_rules(text: str | None, option: str) -> list[int | str] | None:
+    """`200,409,4xx` as the API's list of rules (codes as numbers); the server checks
+    them. An empty list (`""`) is sent as []."""
+    if text is None:
+        return None
+    rules: list[int | str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.isascii() and item.isdigit():
+            rules.append(int(item))
+        elif len(item) == 3 and item[1:].lower() == "xx":
+            rules.append(item.lower())
+        else:
+            raise click.BadParameter(f"{item!r} is not a status code or class", param_hint=option)
+    return rules
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -418,6 +436,17 @@ def _stats_text(stats: Stats) -> str:
 @click.option("--queue", help="The queue [default: default].")
 @click.option("--idempotency-key", help="A second enqueue with this key creates nothing.")
 @click.option("--max-retries", type=click.IntRange(0, 1000), help="This task's retry budget.")
+@click.option(
+    "--not-after", help="Never called after this: 2026-12-01T10:05:00Z, +5m... [default: none]"
+)
+@click.option(
+    "--success-codes",
+    help="Codes that resolve it, comma-separated: 200,409 or 2xx [default: 2xx].",
+)
+@click.option(
+    "--stale-codes",
+    help="Codes that end it stale at once, no retry: 400,404,410 or 4xx [default: none].",
+)
 @remote_options
 def enqueue(
     client: Client,
@@ -430,6 +459,9 @@ def enqueue(
     queue: str | None,
     idempotency_key: str | None,
     max_retries: int | None,
+    not_after: str | None,
+    success_codes: str | None,
+    stale_codes: str | None,
 ) -> None:
     """Enqueue a callback: POST WEBHOOK_URL at --at (or now)."""
     if auth is not None and auth_file is not None:
@@ -446,6 +478,9 @@ def enqueue(
         idempotency_key=idempotency_key,
         max_retries=max_retries,
         queue=queue,
+        not_after=parse_when(not_after, "--not-after") if not_after is not None else None,
+        success_codes=_status_rules(success_codes, "--success-codes"),
+        stale_codes=_status_rules(stale_codes, "--stale-codes"),
         **extra,
     )
     if as_json:

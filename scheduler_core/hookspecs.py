@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         DeliveryReport,
         RecordedOutcome,
         RetryDecision,
+        Task,
     )
     from scheduler_core.runtime_config import RuntimeConfig
     from scheduler_core.settings import Settings
@@ -105,6 +106,24 @@ def scheduler_attempt_lost(recorded: RecordedOutcome) -> None:
 
     Return nothing: the return value is ignored. An exception is logged and the reaper
     goes on.
+    """
+
+
+# -- enqueue --------------------------------------------------------------------------
+
+
+@hookspec
+def scheduler_task_enqueued(task: Task, traceparent: str | None) -> None:
+    """Observe a task just created through ``POST /api/v1/tasks`` (one call per task
+    created, an array's included; an idempotent repeat creates nothing and is not told).
+
+    ``task`` is the task as stored (id, queue, webhook URL, due time, rules);
+    ``traceparent`` is the W3C Trace Context the request carried and the task keeps
+    (None when it carried none, or a malformed one). Called in the API process after the
+    tasks are committed, on the request's thread: return quickly.
+
+    Return nothing: the return value is ignored. An exception is logged and the request
+    still succeeds (the tasks are stored already).
     """
 
 

@@ -1,10 +1,12 @@
 """The core's judgement of an answer: what a delivery plugin's raw report comes to.
 
 One place decides, for every transport: only a final response counts (informational 1xx
-answers are not final), 2xx resolves, anything else fails the attempt; Retry-After is read
-within sane bounds; and the error a user will read in ``lastError`` is printable, at most
-``MAX_ERROR_CHARS`` long, and never contains the task's webhookAuth, even when a receiver
-echoes it back.
+answers are not final), a status in the task's successCodes (default 2xx) resolves, one in
+its staleCodes fails the attempt and ends the task stale at once (a code named beats a
+class: `rule_verdict`), anything else fails the attempt; a transport with no status (a
+broker's confirm) resolves; Retry-After is read within sane bounds; and the error a user
+will read in ``lastError`` is printable, at most ``MAX_ERROR_CHARS`` long, and never
+contains the task's webhookAuth, even when a receiver echoes it back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, DeliveryReport
 from scheduler_core.redaction import redact, redact_bytes, secrets_of
+from scheduler_core.status_codes import DEFAULT_SUCCESS_CODES, matches
 
 MAX_ERROR_CHARS = 500
 ERROR_QUOTE_CHARS = 200  # how much of a failed answer's body lastError quotes
@@ -24,6 +27,8 @@ ERROR_QUOTE_CHARS = 200  # how much of a failed answer's body lastError quotes
 QUOTE_SOURCE_BYTES = 4 * MAX_ERROR_CHARS
 # Retry-After is capped here at once; the retry policy caps it again at retry_backoff_max_ms.
 MAX_RETRY_AFTER_MS = 604_800_000
+# Said after the status in lastError, so a user sees why no retry followed.
+STALE_CODE_NOTE = " (a staleCode: no retry)"
 
 
 def judge(
@@ -43,17 +48,46 @@ def judge(
         return _failed(task, report.error, status, duration_ms)
     if status is None:  # a broker accepted the message
         return DeliveryOutcome(ok=True, duration_ms=duration_ms)
-    if 200 <= status < 300:
+    verdict = rule_verdict(task, status)
+    if verdict == "success":
         return DeliveryOutcome(ok=True, status_code=status, duration_ms=duration_ms)
+    stale_now = verdict == "stale"
+    quoted = quote(report.body, task)
+    if stale_now:  # said before the quote, which may be cut
+        described = describe_status(status) + STALE_CODE_NOTE + (f": {quoted}" if quoted else "")
+    else:
+        described = describe_status(status, quoted)
     return DeliveryOutcome(
         ok=False,
         status_code=status,
-        error=clean_error(describe_status(status, quote(report.body, task)), task),
+        stale_now=stale_now,
+        error=clean_error(described, task),
         duration_ms=duration_ms,
         retry_after_ms=parse_retry_after(
             header(report.headers, "Retry-After"), now=answer_time(task, report.headers)
         ),
     )
+
+
+def rule_verdict(task: ClaimedTask, status: int) -> str | None:
+    """What `task`'s rules make of a final `status`: "success" (successCodes, default
+    2xx), "stale" (staleCodes) or None (a failure, retried). The more precise rule wins: a
+    code named in one list beats a class in the other (successCodes [409] with staleCodes
+    ["4xx"]: 409 resolves, 404 is stale); the API refuses a code or class in both. An
+    informational 1xx is no final answer, whatever the rules say."""
+    if status < 200:
+        return None
+    success = task.success_codes if task.success_codes is not None else DEFAULT_SUCCESS_CODES
+    stale = task.stale_codes or ()
+    if status in success:
+        return "success"
+    if status in stale:
+        return "stale"
+    if matches(success, status):
+        return "success"
+    if matches(stale, status):
+        return "stale"
+    return None
 
 
 def judge_legacy(task: ClaimedTask, outcome: DeliveryOutcome, duration_ms: int) -> DeliveryOutcome:

@@ -55,6 +55,24 @@ class NewTask:
     traceparent: str | None = None  # W3C Trace Context of the enqueue, sent with callbacks
 
 
+class _Unchanged(enum.Enum):
+    UNCHANGED = "unchanged"
+
+
+# A field of RuleChange that PATCH did not name: the task keeps its value.
+UNCHANGED = _Unchanged.UNCHANGED
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """PATCH's change to a pending task's delivery rules: each field UNCHANGED, or its new
+    value (None: back to the default)."""
+
+    not_after: datetime | None | _Unchanged = UNCHANGED
+    success_codes: tuple[StatusRule, ...] | None | _Unchanged = UNCHANGED
+    stale_codes: tuple[StatusRule, ...] | None | _Unchanged = UNCHANGED
+
+
 @dataclass(frozen=True)
 class Task:
     """A stored task as the API shows it. `webhook_auth` never leaves the process."""
@@ -133,10 +151,11 @@ class Callback:
     """One attempt's request, built by the core; every transport sends exactly this.
 
     `headers` are the callback's headers in order (Content-Type, User-Agent,
-    X-Scheduler-Task-Id, X-Scheduler-Attempt, then Authorization when the task has
-    webhookAuth, then webhook-id, webhook-timestamp, webhook-signature when callbacks are
-    signed): an HTTP plugin sends them as request headers, a broker plugin as message
-    headers or fields. `body` is the JSON envelope as bytes, exactly what was signed.
+    X-Scheduler-Task-Id, X-Scheduler-Attempt, then traceparent when the task has one,
+    then Authorization when the task has webhookAuth, then webhook-id, webhook-timestamp,
+    webhook-signature when callbacks are signed): an HTTP plugin sends them as request
+    headers, a broker plugin as message headers or fields. `body` is the JSON envelope as
+    bytes, exactly what was signed.
     """
 
     url: str

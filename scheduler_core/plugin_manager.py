@@ -21,6 +21,7 @@ from scheduler_core.models import (
     DeliveryReport,
     RecordedOutcome,
     RetryDecision,
+    Task,
 )
 from scheduler_core.plugins import backoff_retry
 
@@ -47,7 +48,12 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 CORE_PLUGINS: tuple[str, ...] = ("scheduler_core.attempt",)
 # Built-in observers that keep state per plugin manager: registered as objects, one each.
 OBSERVER_PLUGINS: tuple[str, ...] = ("scheduler_core.plugins.metrics",)
-BUILTIN_PLUGINS: tuple[str, ...] = CORE_PLUGINS + DEFAULT_PLUGINS + OBSERVER_PLUGINS
+# Built-in plugins registered only when a setting asks and their extra is installed:
+# OpenTelemetry spans (SCHEDULER_OTEL=1, pip install 'scheduler-core[otel]').
+OPTIONAL_PLUGINS: tuple[str, ...] = ("scheduler_core.plugins.otel",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    CORE_PLUGINS + DEFAULT_PLUGINS + OBSERVER_PLUGINS + OPTIONAL_PLUGINS
+)
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -91,6 +97,8 @@ class PluginManager:
         self.metrics = Metrics()
         self._pm.register(self.metrics, name=METRICS_NAME)
         self._distributions: dict[str, tuple[str, str]] = {}  # plugin: (distribution, version)
+        if settings.otel:
+            self._register_otel()
         if settings.load_entry_points:
             self._load_entry_points()
         for plugin in extra_plugins:
@@ -100,6 +108,21 @@ class PluginManager:
             self._pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginLoadError(str(exc)) from None
+
+    def _register_otel(self) -> None:
+        """The OpenTelemetry observer, when its packages import; without them, a warning
+        (the scheduler runs as it would with SCHEDULER_OTEL unset)."""
+        [name] = OPTIONAL_PLUGINS
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            log.warning(
+                "SCHEDULER_OTEL is set but OpenTelemetry cannot be imported (%s); no spans. "
+                "Install it with: pip install 'scheduler-core[otel]'",
+                exc,
+            )
+            return
+        self._pm.register(module.OtelObserver(), name=name)
 
     def _load_entry_points(self) -> None:
         """Load the `scheduler_core` entry points; a plugin that fails stops the start,
@@ -249,6 +272,20 @@ class PluginManager:
                 log.warning(
                     "task=%s: a plugin failed observing a lost attempt: %s",
                     recorded.task_id,
+                    type(exc).__name__,
+                )
+
+    def tasks_enqueued(self, tasks: list[Task]) -> None:
+        """Tell observers (scheduler_task_enqueued) of each task just created. A plugin
+        that raises is logged by type only (its message may quote the task) and the
+        request goes on: the tasks are stored already."""
+        for task in tasks:
+            try:
+                self._pm.hook.scheduler_task_enqueued(task=task, traceparent=task.traceparent)
+            except Exception as exc:
+                log.warning(
+                    "task=%s: a plugin failed observing the enqueue: %s",
+                    task.id,
                     type(exc).__name__,
                 )
 

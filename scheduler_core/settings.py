@@ -55,6 +55,9 @@ class Settings:
     # Port 0 picks a free one, logged at start.
     metrics_host: str = DEFAULT_METRICS_HOST
     metrics_port: int | None = None
+    # SCHEDULER_OTEL=1: OpenTelemetry spans for each enqueue and attempt (plugins/otel.py),
+    # when the `otel` extra is installed. Off by default.
+    otel: bool = False
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -82,6 +85,7 @@ class Settings:
             encryption_keys=parse_encryption_keys(env.get("SCHEDULER_ENCRYPTION_KEY")),
             metrics_host=(env.get("SCHEDULER_METRICS_HOST") or "").strip() or DEFAULT_METRICS_HOST,
             metrics_port=_port(env, "SCHEDULER_METRICS_PORT"),
+            otel=_truthy(env.get("SCHEDULER_OTEL")),
         )
 
 

@@ -36,9 +36,10 @@ from typing import IO, Any
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from scheduler_core.marshmallow_base import StrictInteger
-from scheduler_core.models import AttemptOutcome, TaskStatus
+from scheduler_core.models import AttemptOutcome, StatusRule, TaskStatus
 from scheduler_core.names import name_problem
 from scheduler_core.runtime_config import ConfigError, RuntimeConfig, validate_changes
+from scheduler_core.status_codes import StatusRuleError, parse_rules
 
 FORMAT = "scheduler-core-export"
 VERSION = 2
@@ -95,6 +96,11 @@ class ExportedTask:
     history: tuple[ExportedAttempt, ...] = ()
     queue: str = DEFAULT_QUEUE
     schedule: str | None = None  # the schedule whose fire made the task
+    # The delivery rules and trace context (None: the defaults, none).
+    not_after: datetime | None = None
+    success_codes: tuple[StatusRule, ...] | None = None
+    stale_codes: tuple[StatusRule, ...] | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ class ExportedSchedule:
     last_fire_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    not_after: datetime | None = None
+    success_codes: tuple[StatusRule, ...] | None = None
+    stale_codes: tuple[StatusRule, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,10 @@ def _time_or_none(value: datetime | None) -> str | None:
     return None if value is None else time_text(value)
 
 
+def _codes_or_none(codes: tuple[StatusRule, ...] | None) -> list[StatusRule] | None:
+    return None if codes is None else list(codes)
+
+
 def header_line(
     dialect: str,
     statuses: Iterable[TaskStatus],
@@ -202,6 +215,9 @@ def header_line(
                 "lastFireAt": _time_or_none(s.last_fire_at),
                 "createdAt": time_text(s.created_at),
                 "updatedAt": time_text(s.updated_at),
+                "notAfter": _time_or_none(s.not_after),
+                "successCodes": _codes_or_none(s.success_codes),
+                "staleCodes": _codes_or_none(s.stale_codes),
             }
             for s, auth in schedules
         ],
@@ -231,6 +247,10 @@ def task_line(task: ExportedTask, webhook_auth: str | None) -> str:
         "updatedAt": time_text(task.updated_at),
         "resolvedAt": time_text(task.resolved_at) if task.resolved_at else None,
         "schedule": task.schedule,
+        "notAfter": _time_or_none(task.not_after),
+        "successCodes": _codes_or_none(task.success_codes),
+        "staleCodes": _codes_or_none(task.stale_codes),
+        "traceparent": task.traceparent,
         "attemptHistory": [
             {
                 "attempt": a.attempt,
@@ -291,6 +311,20 @@ def _check_json_text(value: str) -> None:
         raise ValidationError("Not JSON text.") from None
 
 
+class _RulesField(fields.Field[tuple[StatusRule, ...]]):
+    """successCodes / staleCodes: a list of status rules, read by parse_rules."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[StatusRule, ...]:
+        if not isinstance(value, list):
+            raise ValidationError("Not a list of status codes.")
+        try:
+            return parse_rules(value)
+        except StatusRuleError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 class TaskLineSchema(Schema):
     """One task line of an export file. Unknown fields are refused."""
 
@@ -316,6 +350,11 @@ class TaskLineSchema(Schema):
     updatedAt = _time(required=True)
     resolvedAt = _time(allow_none=True, load_default=None)
     attemptHistory = fields.List(fields.Nested(AttemptLineSchema), load_default=list)
+    # Delivery rules and trace context (absent from files of earlier versions: none).
+    notAfter = _time(allow_none=True, load_default=None)
+    successCodes = _RulesField(allow_none=True, load_default=None)
+    staleCodes = _RulesField(allow_none=True, load_default=None)
+    traceparent = fields.String(allow_none=True, load_default=None)
 
     @validates("id")
     def _check_id(self, value: str, **_: Any) -> None:
@@ -356,6 +395,9 @@ class ScheduleEntrySchema(Schema):
     lastFireAt = _time(allow_none=True, load_default=None)
     createdAt = _time(required=True)
     updatedAt = _time(required=True)
+    notAfter = _time(allow_none=True, load_default=None)
+    successCodes = _RulesField(allow_none=True, load_default=None)
+    staleCodes = _RulesField(allow_none=True, load_default=None)
 
     @validates("timezone")
     def _check_timezone(self, value: str, **_: Any) -> None:
@@ -395,6 +437,10 @@ def _task(data: dict[str, Any]) -> ExportedTask:
         resolved_at=data["resolvedAt"],
         queue=data["queue"],
         schedule=data["schedule"],
+        not_after=data["notAfter"],
+        success_codes=data["successCodes"],
+        stale_codes=data["staleCodes"],
+        traceparent=data["traceparent"],
         history=tuple(
             ExportedAttempt(
                 attempt=a["attempt"],
@@ -495,6 +541,9 @@ def _queues_and_schedules(
             last_fire_at=s["lastFireAt"],
             created_at=s["createdAt"],
             updated_at=s["updatedAt"],
+            not_after=s["notAfter"],
+            success_codes=s["successCodes"],
+            stale_codes=s["staleCodes"],
         )
         for s in loaded["schedules"]
     )

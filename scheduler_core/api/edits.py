@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
@@ -18,8 +20,15 @@ from scheduler_core.api.body import json_body
 from scheduler_core.api.errors import ApiError
 from scheduler_core.api.fast_path import task_json
 from scheduler_core.api.schemas import timestamp_text
-from scheduler_core.api.schemas_tasks import BulkFilterSchema, bulk_filter, load, task_patch
-from scheduler_core.models import TaskFilter
+from scheduler_core.api.schemas_rules import not_after_problem, overlap, overlap_message
+from scheduler_core.api.schemas_tasks import (
+    BulkFilterSchema,
+    bulk_filter,
+    load,
+    task_patch,
+    validation_error,
+)
+from scheduler_core.models import UNCHANGED, RuleChange, Task, TaskFilter, _Unchanged
 from scheduler_core.store.base import Store, TaskConflict, TaskNotFound
 
 log = logging.getLogger(__name__)
@@ -43,11 +52,14 @@ def reschedule_task(task_id: str) -> Response:
     """Reschedule a pending task.
     ---
     patch:
-      summary: Reschedule a pending task
+      summary: Reschedule a pending task, or change its delivery rules
       description: >
         The task's executeAt and nextAttemptAt become the new time; a past time is due at
-        once. Only a pending task can be rescheduled: a task that is running (or claimed
-        while this request ran), resolved, stale or cancelled gives 409 and is not changed.
+        once. notAfter, successCodes and staleCodes, each alone or together, take their
+        new value (null: the rule's default); they are checked with what the task keeps
+        (notAfter not earlier than executeAt, no status in both lists). Only a pending
+        task can be changed: a task that is running (or claimed while this request ran),
+        resolved, stale or cancelled gives 409 and is not changed.
         An unknown task is 404 whatever the body.
       tags: [tasks]
       parameters:
@@ -69,9 +81,14 @@ def reschedule_task(task_id: str) -> Response:
         if store.get(task_id) is None:
             raise _not_found(task_id) from None
         raise
-    execute_at = change["executeAt"]
+    execute_at = change.get("executeAt")
+    rules = rule_change(change)
+    current = store.get(task_id)
+    if current is None:
+        raise _not_found(task_id)
+    check_rules_with(current, execute_at, rules)
     try:
-        task = store.reschedule(task_id, execute_at)
+        task = store.reschedule(task_id, execute_at, rules)
     except TaskNotFound:
         raise _not_found(task_id) from None
     except TaskConflict as exc:
@@ -83,7 +100,10 @@ def reschedule_task(task_id: str) -> Response:
             {"status": status},
         ) from None
     log.info(
-        "task=%s rescheduled through the API, due=%s", task.id, timestamp_text(task.execute_at)
+        "task=%s %s through the API, due=%s",
+        task.id,
+        "rescheduled" if execute_at is not None else "rules changed",
+        timestamp_text(task.execute_at),
     )
     return jsonify(task_json(task))
 
@@ -97,7 +117,8 @@ def bulk_retry() -> Response:
       description: >
         Each matching stale or cancelled task is pending again, due now, with a fresh
         retry budget, as `POST /api/v1/tasks/{id}/retry` makes it; tasks in other states
-        are left alone, as are tasks enqueued after the request began. Works in batches.
+        are left alone, as are tasks whose notAfter has passed (not counted) and tasks
+        enqueued after the request began. Works in batches.
       tags: [tasks]
       requestBody:
         required: true
@@ -155,3 +176,39 @@ def describe(task_filter: TaskFilter) -> str:
     if task_filter.created_before is not None:
         parts.append(f"createdBefore={timestamp_text(task_filter.created_before)}")
     return " ".join(parts)
+
+
+def rule_change(change: dict[str, Any]) -> RuleChange:
+    """The delivery rules a loaded PATCH body names (a field it leaves out: UNCHANGED)."""
+    return RuleChange(
+        not_after=change.get("notAfter", UNCHANGED),
+        success_codes=change.get("successCodes", UNCHANGED),
+        stale_codes=change.get("staleCodes", UNCHANGED),
+    )
+
+
+def check_rules_with(task: Task, execute_at: datetime | None, rules: RuleChange) -> None:
+    """400 when the task's rules after the change cannot go together: notAfter earlier
+    than executeAt, or a status both lists match. (Read before the write: a PATCH racing
+    another PATCH of the same task may pass both checks; each is valid alone.)"""
+    at = execute_at if execute_at is not None else task.execute_at
+    not_after = task.not_after if rules.not_after is UNCHANGED else rules.not_after
+    success = task.success_codes if rules.success_codes is UNCHANGED else rules.success_codes
+    stale = task.stale_codes if rules.stale_codes is UNCHANGED else rules.stale_codes
+    details: dict[str, list[str]] = {}
+    assert not isinstance(not_after, _Unchanged)
+    problem = not_after_problem(not_after, at)
+    if problem:
+        field = "notAfter" if rules.not_after is not UNCHANGED else "executeAt"
+        details[field] = [
+            problem
+            if field == "notAfter"
+            else "Must not be later than the task's notAfter: it could never be called."
+        ]
+    assert not isinstance(success, _Unchanged) and not isinstance(stale, _Unchanged)
+    codes = overlap(success, stale)
+    if codes:
+        field = "staleCodes" if rules.stale_codes is not UNCHANGED else "successCodes"
+        details[field] = [overlap_message(codes, success is not None)]
+    if details:
+        raise validation_error("The change", details)

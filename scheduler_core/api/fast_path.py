@@ -31,8 +31,11 @@ from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
 from scheduler_core.names import NAME
 from scheduler_core.redaction import masked_url
 
+# The delivery rules are left to the schema (their checks relate fields to each other).
+RULE_FIELDS = ("notAfter", "successCodes", "staleCodes")
 INPUT_FIELDS = frozenset(
     ("webhookUrl", "webhookAuth", "executeAt", "payload", "idempotencyKey", "maxRetries", "queue")
+    + RULE_FIELDS
 )
 
 
@@ -40,6 +43,8 @@ def read_task(item: Any, schemes: frozenset[str]) -> NewTask | None:
     """`item` (one parsed JSON task) as a NewTask when TaskInputSchema accepts it as is;
     None when it might not (unknown fields, wrong types, a value a check refuses)."""
     if type(item) is not dict or not item.keys() <= INPUT_FIELDS:
+        return None
+    if any(item.get(name) is not None for name in RULE_FIELDS):
         return None
     url = item.get("webhookUrl")
     if type(url) is not str or webhook_url_problem(url, schemes) is not None:
@@ -107,6 +112,9 @@ def task_json(task: Task) -> dict[str, Any]:
         "nextAttemptAt": timestamp_text(task.next_attempt_at),
         "payload": task.payload,
         "idempotencyKey": task.idempotency_key,
+        "notAfter": timestamp_text(task.not_after),
+        "successCodes": None if task.success_codes is None else list(task.success_codes),
+        "staleCodes": None if task.stale_codes is None else list(task.stale_codes),
         "lastError": task.last_error,
         "lastStatusCode": task.last_status_code,
         "createdAt": timestamp_text(task.created_at),

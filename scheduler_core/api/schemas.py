@@ -9,10 +9,11 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import ValidationError, fields, validate, validates
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from scheduler_core.api.schemas_rules import DeliveryRulesInput, StatusRules
 from scheduler_core.marshmallow_base import ResponseSchema, Rfc3339DateTime, StrictInteger
 from scheduler_core.models import DEFAULT_QUEUE, AttemptOutcome, TaskStatus
 from scheduler_core.names import name_problem
@@ -91,9 +92,9 @@ def _header_value(value: str) -> None:
         )
 
 
-class TaskInputSchema(Schema):
-    """One task to enqueue. Unknown fields are refused, so a typo like `webhookURL` is
-    caught."""
+class TaskInputSchema(DeliveryRulesInput):
+    """One task to enqueue, with its delivery rules (schemas_rules.py). Unknown fields are
+    refused, so a typo like `webhookURL` is caught."""
 
     webhookUrl = fields.String(
         required=True,
@@ -315,6 +316,24 @@ class TaskOutputSchema(ResponseSchema):
         allow_none=True,
         required=True,
         metadata=_out("The key given at enqueue, or null."),
+    )
+    notAfter = Timestamp(
+        attribute="not_after",
+        allow_none=True,
+        required=True,
+        metadata=_out("Never called after this time; null: no deadline."),
+    )
+    successCodes = StatusRules(
+        attribute="success_codes",
+        allow_none=True,
+        required=True,
+        metadata=_out('The status codes that resolve the task, as given; null: ["2xx"].'),
+    )
+    staleCodes = StatusRules(
+        attribute="stale_codes",
+        allow_none=True,
+        required=True,
+        metadata=_out("The status codes that end the task stale at once; null: none."),
     )
     lastError = fields.String(
         attribute="last_error",

@@ -13,7 +13,6 @@ from typing import Any
 
 from marshmallow import (
     RAISE,
-    Schema,
     ValidationError,
     fields,
     validate,
@@ -30,6 +29,7 @@ from scheduler_core.api.schemas import (
     check_webhook_url,
     header_value_problem,
 )
+from scheduler_core.api.schemas_rules import DeliveryRulesInput, StatusRules
 from scheduler_core.marshmallow_base import ResponseSchema, StrictBoolean, StrictInteger
 from scheduler_core.models import DEFAULT_QUEUE
 from scheduler_core.names import NAME_RULE
@@ -103,11 +103,14 @@ def _catch_up_field(**kwargs: Any) -> fields.String:
     )
 
 
-class _TemplateFields(Schema):
-    """The task template, checked as a task's fields are."""
+class _TemplateFields(DeliveryRulesInput):
+    """The task template, checked as a task's fields are, delivery rules included (a
+    template's notAfter is a fixed time: every task fired after it ends stale unsent)."""
 
     class Meta:
         unknown = RAISE
+
+    CHECK_NOT_AFTER_AGAINST_NOW = False  # each fire is its own executeAt
 
     webhookAuth = fields.String(
         allow_none=True,
@@ -180,6 +183,9 @@ class ScheduleInputSchema(_TemplateFields):
             payload=body.get("payload"),
             queue=body.get("queue") or DEFAULT_QUEUE,
             max_retries=body.get("maxRetries"),
+            not_after=body.get("notAfter"),
+            success_codes=body.get("successCodes"),
+            stale_codes=body.get("staleCodes"),
         )
 
 
@@ -193,6 +199,9 @@ PATCH_FIELDS = {
     "payload": "payload",
     "queue": "queue",
     "maxRetries": "max_retries",
+    "notAfter": "not_after",
+    "successCodes": "success_codes",
+    "staleCodes": "stale_codes",
 }
 
 
@@ -285,6 +294,24 @@ class ScheduleOutputSchema(ResponseSchema):
         allow_none=True,
         required=True,
         metadata=_out("Each task's retry override, or null."),
+    )
+    notAfter = Timestamp(
+        attribute="not_after",
+        allow_none=True,
+        required=True,
+        metadata=_out("Each task's notAfter: never called after this time; null: none."),
+    )
+    successCodes = StatusRules(
+        attribute="success_codes",
+        allow_none=True,
+        required=True,
+        metadata=_out('Each task\'s successCodes, as given; null: ["2xx"].'),
+    )
+    staleCodes = StatusRules(
+        attribute="stale_codes",
+        allow_none=True,
+        required=True,
+        metadata=_out("Each task's staleCodes, as given; null: none."),
     )
     nextFireAt = Timestamp(
         attribute="next_fire_at",

@@ -32,6 +32,7 @@ from scheduler_core.api.schemas import (
     check_existing_queue,
     quoted,
 )
+from scheduler_core.api.schemas_rules import DeliveryRulesInput
 from scheduler_core.marshmallow_base import Rfc3339DateTime
 from scheduler_core.models import TaskFilter, TaskStatus
 from scheduler_core.store.base import decode_cursor
@@ -160,11 +161,13 @@ class ListQuerySchema(Schema):
         return TaskFilter(statuses=query["status"], queue=query["queue"])
 
 
-class TaskPatchSchema(Schema):
-    """`PATCH /api/v1/tasks/{id}`: what may change in a pending task. At least one field;
-    any other field is refused, the task's other fields by name."""
+class TaskPatchSchema(DeliveryRulesInput):
+    """`PATCH /api/v1/tasks/{id}`: what may change in a pending task: executeAt and the
+    delivery rules (null: back to the rule's default). At least one field; any other field
+    is refused, the task's other fields by name."""
 
     OPENAPI_EXTRA = {"minProperties": 1}
+    CHECK_NOT_AFTER_AGAINST_NOW = False  # the route checks it against the task's executeAt
 
     class Meta:
         unknown = RAISE

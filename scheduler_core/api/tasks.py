@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections import Counter
@@ -14,7 +15,12 @@ from marshmallow import ValidationError
 from scheduler_core.api.body import json_body
 from scheduler_core.api.errors import ApiError
 from scheduler_core.api.fast_path import read_task, read_tasks, task_json
-from scheduler_core.api.schemas import TaskInputSchema, attempt_output, missing_queue_message
+from scheduler_core.api.schemas import (
+    TaskInputSchema,
+    attempt_output,
+    missing_queue_message,
+    timestamp_text,
+)
 from scheduler_core.api.schemas_tasks import ListQuerySchema, list_query, load
 from scheduler_core.logs import loggable_url
 from scheduler_core.models import DEFAULT_QUEUE, NewTask, Task
@@ -24,9 +30,11 @@ from scheduler_core.store.base import (
     Store,
     TaskConflict,
     TaskNotFound,
+    TaskPastDeadline,
     TaskQueueGone,
     encode_cursor,
 )
+from scheduler_core.trace_context import parse_traceparent
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks")
@@ -58,7 +66,16 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         One task object, or an array of 1 to 1000 enqueued in one transaction, all or
         nothing (a refused item is named by its index in the error details). A task whose
         idempotencyKey is already held by a task returns that task, with 200, and
-        creates nothing.
+        creates nothing. A W3C `traceparent` request header is kept with every task of
+        the request and sent with each of its callbacks; a malformed one is ignored.
+      parameters:
+        - in: header
+          name: traceparent
+          required: false
+          schema: {type: string, example: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+          description: >-
+            W3C Trace Context of the enqueue: kept with the task, sent as the callback's
+            traceparent header on every attempt. Ignored when malformed.
       requestBody:
         required: true
         content:
@@ -111,6 +128,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         new_tasks = read_tasks(body, schemes)
         if new_tasks is None:  # the schema names what is wrong (or finds nothing wrong)
             new_tasks = [_new_task(i) for i in _load(_input_schema(schemes), body, many=True)]
+        new_tasks = _with_trace_context(new_tasks)
         _check_queues(new_tasks, many=True)
         results = _enqueue(new_tasks, many=True)
         _count_created(results)
@@ -126,6 +144,7 @@ def enqueue() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     new_task = read_task(body, schemes) or _new_task(
         _load(_input_schema(schemes), body, many=False)
     )
+    [new_task] = _with_trace_context([new_task])
     _check_queues([new_task], many=False)
     [(task, created)] = _enqueue([new_task], many=False)
     _count_created([(task, created)])
@@ -198,11 +217,25 @@ def _new_task(item: dict[str, Any]) -> NewTask:
         idempotency_key=item.get("idempotencyKey"),
         max_retries=item.get("maxRetries"),
         queue=item.get("queue") or DEFAULT_QUEUE,
+        not_after=item.get("notAfter"),
+        success_codes=item.get("successCodes"),
+        stale_codes=item.get("staleCodes"),
     )
 
 
+def _with_trace_context(new_tasks: list[NewTask]) -> list[NewTask]:
+    """The tasks with the request's `traceparent` (W3C Trace Context), when it has a valid
+    one: a malformed one is ignored, as the specification asks."""
+    traceparent = parse_traceparent(request.headers.getlist("traceparent"))
+    if traceparent is None:
+        return new_tasks
+    return [dataclasses.replace(t, traceparent=traceparent) for t in new_tasks]
+
+
 def _count_created(results: list[tuple[Task, bool]]) -> None:
-    """scheduler_tasks_enqueued_total{queue} counts tasks created, not idempotent repeats."""
+    """scheduler_tasks_enqueued_total{queue} counts tasks created, not idempotent repeats;
+    observers (scheduler_task_enqueued) hear of each one created."""
+    _plugins().tasks_enqueued([task for task, created in results if created])
     for queue, count in Counter(task.queue for task, created in results if created).items():
         _plugins().metrics.tasks_enqueued(count, queue)
 
@@ -337,6 +370,14 @@ def _change(task_id: str, change: Callable[[str], Task], refusal: str, event: st
         status, queue = exc.task.status.value, exc.task.queue
         message = f"The task's queue {queue!r} no longer exists; it stays {status}."
         raise ApiError(409, "conflict", message, {"status": status, "queue": queue}) from None
+    except TaskPastDeadline as exc:
+        status, not_after = exc.task.status.value, timestamp_text(exc.task.not_after)
+        message = (
+            f"deadline passed: the task's notAfter ({not_after}) is past, so it could never "
+            f"be called; it stays {status}. Enqueue it anew with a later notAfter."
+        )
+        details = {"status": status, "notAfter": not_after}
+        raise ApiError(409, "conflict", message, details) from None
     except TaskConflict as exc:
         status = exc.task.status.value
         raise ApiError(409, "conflict", refusal.format(status=status), {"status": status}) from None
@@ -373,7 +414,8 @@ def retry_task(task_id: str) -> Response:
       tags: [tasks]
       description: >-
         The task is pending again, due now, with a fresh budget of maxRetries + 1
-        attempts; attempts keeps counting. Other states are refused (409).
+        attempts; attempts keeps counting. Other states are refused (409), and so is a
+        task whose notAfter has passed (409, "deadline passed": it could never be called).
       parameters:
         - {in: path, name: task_id, required: true, schema: {type: string}}
       responses:

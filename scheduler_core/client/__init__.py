@@ -31,7 +31,7 @@ message or log line. Not thread-safe (a `requests.Session`): one Client per thre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -118,6 +118,9 @@ class NewTask:
     idempotency_key: str | None = None
     max_retries: int | None = None
     queue: str | None = None
+    not_after: datetime | str | None = None
+    success_codes: Sequence[int | str] | None = None
+    stale_codes: Sequence[int | str] | None = None
 
     def __repr__(self) -> str:  # the auth value is a credential
         auth = "<set>" if self.auth is not None else None
@@ -142,6 +145,12 @@ class NewTask:
             body["maxRetries"] = self.max_retries
         if self.queue is not None:
             body["queue"] = self.queue
+        if self.not_after is not None:
+            body["notAfter"] = format_time(self.not_after)
+        if self.success_codes is not None:
+            body["successCodes"] = list(self.success_codes)
+        if self.stale_codes is not None:
+            body["staleCodes"] = list(self.stale_codes)
         return body
 
 
@@ -201,6 +210,10 @@ class Client(QueueMethods, ScheduleMethods):
         idempotency_key: str | None = None,
         max_retries: int | None = None,
         queue: str | None = None,
+        not_after: datetime | str | None = None,
+        success_codes: Sequence[int | str] | None = None,
+        stale_codes: Sequence[int | str] | None = None,
+        traceparent: str | None = None,
     ) -> Task:
         """Enqueue one callback: POST `webhook_url` at `execute_at` (an aware datetime or
         an RFC 3339 string; default now), with ``Authorization: <auth>`` and `payload`
@@ -208,12 +221,32 @@ class Client(QueueMethods, ScheduleMethods):
         same key returns the first task and creates nothing, which also makes this call
         safe to retry; without one it is sent once.
 
+        Delivery rules: `not_after` (never called after it), `success_codes` and
+        `stale_codes` (codes like 410 or classes like "4xx"). `traceparent` (W3C Trace
+        Context) is sent as the request's header: the task keeps it and sends it with
+        every callback (a malformed one is ignored by the server).
+
         Raises ValidationError (400, `details` per field), ValueError for a naive
         datetime, and the errors every call may raise.
         """
-        task = NewTask(webhook_url, execute_at, auth, payload, idempotency_key, max_retries, queue)
+        task = NewTask(
+            webhook_url,
+            execute_at,
+            auth,
+            payload,
+            idempotency_key,
+            max_retries,
+            queue,
+            not_after,
+            success_codes,
+            stale_codes,
+        )
         response = self._http.request(
-            "POST", TASKS, body=task.body(), retry=idempotency_key is not None
+            "POST",
+            TASKS,
+            body=task.body(),
+            retry=idempotency_key is not None,
+            extra_headers={"traceparent": traceparent} if traceparent is not None else None,
         )
         return Task.from_json(response.json())
 
@@ -281,12 +314,29 @@ class Client(QueueMethods, ScheduleMethods):
         response = self._http.request("GET", _task_path(task_id) + "/attempts", retry=True)
         return [Attempt.from_json(a) for a in response.json().get("attempts") or ()]
 
-    def reschedule(self, task_id: str, execute_at: datetime | str) -> Task:
-        """Move a pending task to `execute_at` (a past time: due at once). Conflict (409)
-        when it is not pending, NotFound (404). Safe to retry: the time is absolute."""
-        response = self._http.request(
-            "PATCH", _task_path(task_id), body={"executeAt": format_time(execute_at)}, retry=True
-        )
+    def reschedule(
+        self,
+        task_id: str,
+        execute_at: datetime | str | None = None,
+        *,
+        not_after: Any = UNSET,
+        success_codes: Any = UNSET,
+        stale_codes: Any = UNSET,
+    ) -> Task:
+        """Move a pending task to `execute_at` (a past time: due at once), and/or change
+        its delivery rules (None: back to the rule's default; left out: unchanged).
+        Conflict (409) when it is not pending, NotFound (404), ValidationError (400).
+        Safe to retry: the values are absolute."""
+        body: dict[str, Any] = {}
+        if execute_at is not None:
+            body["executeAt"] = format_time(execute_at)
+        if not_after is not UNSET:
+            body["notAfter"] = None if not_after is None else format_time(not_after)
+        if success_codes is not UNSET:
+            body["successCodes"] = None if success_codes is None else list(success_codes)
+        if stale_codes is not UNSET:
+            body["staleCodes"] = None if stale_codes is None else list(stale_codes)
+        response = self._http.request("PATCH", _task_path(task_id), body=body, retry=True)
         return Task.from_json(response.json())
 
     def cancel(self, task_id: str) -> Task:

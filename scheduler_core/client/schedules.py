@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from scheduler_core.client.results import BadResponse, Task, _object, _required_time, parse_time
+from scheduler_core.client.results import (
+    BadResponse,
+    Task,
+    _codes,
+    _object,
+    _required_time,
+    format_time,
+    parse_time,
+)
 
 if TYPE_CHECKING:
     from scheduler_core.client.transport import Transport
@@ -41,6 +49,9 @@ class Schedule:
     max_retries: int | None = None
     next_fire_at: datetime | None = None
     last_fire_at: datetime | None = None
+    not_after: datetime | None = None
+    success_codes: tuple[int | str, ...] | None = None
+    stale_codes: tuple[int | str, ...] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -61,6 +72,9 @@ class Schedule:
                 max_retries=data.get("maxRetries"),
                 next_fire_at=parse_time(data.get("nextFireAt")),
                 last_fire_at=parse_time(data.get("lastFireAt")),
+                not_after=parse_time(data.get("notAfter")),
+                success_codes=_codes(data.get("successCodes")),
+                stale_codes=_codes(data.get("staleCodes")),
                 raw=data,
             )
         except KeyError as exc:
@@ -113,9 +127,13 @@ class ScheduleMethods:
         payload: Any = UNSET,
         queue: str | None = None,
         max_retries: int | None = None,
+        not_after: datetime | str | None = None,
+        success_codes: Sequence[int | str] | None = None,
+        stale_codes: Sequence[int | str] | None = None,
     ) -> Schedule:
         """Create a schedule: every fire time of `cron` (five fields) in `timezone`
-        (IANA, default UTC) enqueues a task POSTing `webhook_url` with `payload`.
+        (IANA, default UTC) enqueues a task POSTing `webhook_url` with `payload`, and
+        the delivery rules given (`not_after`, `success_codes`, `stale_codes`).
         `catch_up`: ``latest`` (default) or ``none``. Conflict (409) when the name is
         taken, ValidationError (400) naming the refused fields. Sent once: a retry would
         meet its own creation."""
@@ -134,6 +152,12 @@ class ScheduleMethods:
             queue=queue,
             max_retries=UNSET if max_retries is None else max_retries,
         )
+        if not_after is not None:
+            body["notAfter"] = format_time(not_after)
+        if success_codes is not None:
+            body["successCodes"] = list(success_codes)
+        if stale_codes is not None:
+            body["staleCodes"] = list(stale_codes)
         response = self._http.request("POST", SCHEDULES, body=body, retry=False)
         return Schedule.from_json(response.json())
 

@@ -100,13 +100,15 @@ class Transport:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         expect_json: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send `method path` and return the answer when its status is 2xx; raise
         `ApiError` (a subclass per status) for an error answer, `TransportError` when
-        none came. `body` is sent as JSON when not None."""
+        none came. `body` is sent as JSON when not None; `extra_headers` (a traceparent,
+        say) go with the request."""
         url = self.base_url + path
         shown = masked_url(url)
-        headers = {}
+        headers = dict(extra_headers or {})
         data = None
         if body is not None:
             data = json.dumps(body).encode()

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from scheduler_core.callback import build_callback
-from scheduler_core.dispatcher.decision import decide
+from scheduler_core.dispatcher.decision import decide, within_deadline
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.judgement import clean_error, judge, judge_legacy
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
@@ -46,6 +46,7 @@ class AttemptPipeline:
             sent_at = raw.sent_at
         now_config = self._plugins.current_config(config, task.queue)  # at the failure
         decision = decide(task, outcome, now_config, self._plugins.retry_decision)
+        outcome, decision = within_deadline(task, outcome, decision)
         return RecordedOutcome(
             task.id, task.attempt, outcome, decision, lateness_ms(task, sent_at or started)
         )
@@ -65,6 +66,7 @@ def abandoned(task: ClaimedTask, config: RuntimeConfig, plugins: PluginManager) 
     decision = decide(
         task, outcome, plugins.current_config(config, task.queue), plugins.retry_decision
     )
+    outcome, decision = within_deadline(task, outcome, decision)
     return RecordedOutcome(task.id, task.attempt, outcome, decision)
 
 

@@ -7,8 +7,12 @@ read at each failure.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
+from scheduler_core.judgement import clean_error
 from scheduler_core.models import (
     ClaimedTask,
     DeliveryOutcome,
@@ -18,6 +22,9 @@ from scheduler_core.models import (
 )
 from scheduler_core.runtime_config import RuntimeConfig
 
+# lastError of a task that went stale because its notAfter passed (at the claim, or when
+# the next retry would have come after it).
+DEADLINE_ERROR = "deadline passed"
 LEASE_EXPIRED_ERROR = "lease expired: the dispatcher stopped before recording an outcome"
 # A retry policy's delay is kept within this (a year): a bigger one would overflow the
 # database's time arithmetic and spoil the write of every outcome beside it.
@@ -41,12 +48,38 @@ def decide(
     """
     if outcome.ok:
         return None
+    if outcome.stale_now:  # a staleCode: stale at once, whatever budget is left
+        return RetryDecision.stale()
     if budget_spent(task.attempts_in_budget, task.max_retries, config):
         return RetryDecision.stale()
     decision = policy(task, outcome, config)
     if decision.retry_in_ms is None:
         return decision
     return RetryDecision(min(max(int(decision.retry_in_ms), 0), MAX_RETRY_IN_MS))
+
+
+def within_deadline(
+    task: ClaimedTask, outcome: DeliveryOutcome, decision: RetryDecision | None
+) -> tuple[DeliveryOutcome, RetryDecision | None]:
+    """`outcome` and `decision`, unless the retry decided would come after the task's
+    notAfter: then stale, and the outcome's error (lastError) says "deadline passed" with
+    the attempt's own error after it."""
+    if decision is None or decision.retry_in_ms is None or task.not_after is None:
+        return outcome, decision
+    next_at = db_now(task) + timedelta(milliseconds=decision.retry_in_ms)
+    if next_at <= task.not_after:
+        return outcome, decision
+    error = DEADLINE_ERROR + (f": {outcome.error}" if outcome.error else "")
+    return replace(outcome, error=clean_error(error, task)), RetryDecision.stale()
+
+
+def db_now(task: ClaimedTask) -> datetime:
+    """The database clock now, as the claim read it (nextAttemptAt plus the lateness at
+    the claim) plus the monotonic time since: never the host's wall clock."""
+    if task.next_attempt_at is None or not task.claimed_monotonic:
+        return datetime.now(UTC)
+    since_claim_ms = task.late_at_claim_ms + (time.monotonic() - task.claimed_monotonic) * 1000
+    return task.next_attempt_at + timedelta(milliseconds=since_claim_ms)
 
 
 def decide_lost(lost: LostAttempt, config: RuntimeConfig) -> RecordedOutcome:

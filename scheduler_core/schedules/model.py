@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scheduler_core.models import DEFAULT_QUEUE
+from scheduler_core.models import DEFAULT_QUEUE, StatusRule
 from scheduler_core.schedules.cron import CronSchedule
 
 # A fire time more than this far behind the clock when a dispatcher gets to it was
@@ -26,6 +26,9 @@ CHANGEABLE = frozenset(
         "payload",
         "queue",
         "max_retries",
+        "not_after",
+        "success_codes",
+        "stale_codes",
     )
 )
 
@@ -54,6 +57,10 @@ class Schedule:
     last_fire_at: datetime | None  # the last fire time enqueued
     created_at: datetime
     updated_at: datetime
+    # The delivery rules each fired task gets (None: the defaults).
+    not_after: datetime | None = None
+    success_codes: tuple[StatusRule, ...] | None = None
+    stale_codes: tuple[StatusRule, ...] | None = None
 
     @property
     def rule(self) -> CronSchedule:
@@ -74,6 +81,9 @@ class NewSchedule:
     payload: Any = None
     queue: str = DEFAULT_QUEUE
     max_retries: int | None = None
+    not_after: datetime | None = None
+    success_codes: tuple[StatusRule, ...] | None = None
+    stale_codes: tuple[StatusRule, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from scheduler_core.models import (
     QueueCounts,
     QueueInfo,
     RecordedOutcome,
+    RuleChange,
     Task,
     TaskFilter,
     TaskStatus,
@@ -86,6 +87,10 @@ class TaskQueueGone(TaskConflict):
     """A stale or cancelled task whose queue was removed: it cannot be retried into it."""
 
 
+class TaskPastDeadline(TaskConflict):
+    """A stale or cancelled task whose notAfter has passed: a retry could never call it."""
+
+
 class Store(Protocol):
     dialect: str
 
@@ -137,11 +142,14 @@ class Store(Protocol):
     def retry(self, task_id: str) -> Task:
         """stale/cancelled -> pending, due now, with a fresh budget; else TaskConflict."""
 
-    def reschedule(self, task_id: str, execute_at: datetime) -> Task:
+    def reschedule(
+        self, task_id: str, execute_at: datetime | None, rules: RuleChange | None = None
+    ) -> Task:
         """A pending task's executeAt and nextAttemptAt become `execute_at` (a past time
-        is due at once), in one conditional write, waking dispatchers when it is due
-        soon. TaskConflict when the task is in any other state (a claim that wins the
-        race included: nothing is changed then); TaskNotFound."""
+        is due at once; None keeps them), and its delivery rules take what `rules`
+        changes, in one conditional write, waking dispatchers when it is due soon.
+        TaskConflict when the task is in any other state (a claim that wins the race
+        included: nothing is changed then); TaskNotFound."""
 
     def bulk_cancel(self, filter: TaskFilter, batch_size: int = 500) -> int:
         """Cancel every pending or stale task matching `filter`, as `cancel` would, in

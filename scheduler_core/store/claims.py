@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from scheduler_core.store.sql_store import Cursor, Row
 
 log = logging.getLogger(__name__)
+# Claims run again in one call for the room tasks past their notAfter left.
+DEADLINE_ROUNDS = 4
 
 
 class ClaimVerbs:
@@ -46,8 +48,23 @@ class ClaimVerbs:
     def _time(self, value: Any) -> datetime: ...
 
     def _claim(self, cur: Cursor, limit: int, lease_ms: int, queue: str) -> list[Row]:
-        cur.execute(self.q["claim_due"], {"limit": limit, "lease_ms": lease_ms, "queue": queue})
-        return list(cur.fetchall())
+        """Up to `limit` due tasks of `queue` leased. A task the claim finds past its
+        notAfter ends stale instead ("deadline passed", no attempt counted), and the claim
+        runs again for the room it left, a few rounds at most (then the caller's next
+        claim goes on)."""
+        claimed: list[Row] = []
+        for _ in range(DEADLINE_ROUNDS):
+            params = {"limit": limit - len(claimed), "lease_ms": lease_ms, "queue": queue}
+            cur.execute(self.q["claim_due"], params)
+            rows = list(cur.fetchall())
+            running = [r for r in rows if r["status"] == "running"]
+            claimed += running
+            for row in rows:
+                if row["status"] != "running":
+                    log.info("task=%s deadline passed before it was called: stale", row["id"])
+            if len(running) == len(rows) or len(claimed) >= limit:
+                break
+        return claimed
 
     def dispatch_state(self) -> DispatchState:
         with self._read() as cur:

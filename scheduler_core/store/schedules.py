@@ -35,6 +35,7 @@ from scheduler_core.schedules import (
     fire_key,
     plan_fire,
 )
+from scheduler_core.status_codes import codes_of, codes_text
 from scheduler_core.store.base import QueueNotFound, ScheduleConflict, ScheduleNotFound
 from scheduler_core.store.changes import ChangeFeed
 
@@ -133,6 +134,9 @@ class ScheduleVerbs:
                     "queue": new.queue,
                     "max_retries": new.max_retries,
                     "next_fire_at": self._opt_time(next_fire),
+                    "not_after": self._opt_time(new.not_after),
+                    "success_codes": codes_text(new.success_codes),
+                    "stale_codes": codes_text(new.stale_codes),
                 },
             )
             row = cur.fetchone()
@@ -294,6 +298,9 @@ class ScheduleVerbs:
             max_retries=schedule.max_retries,
             queue=schedule.queue,
             schedule=schedule.name,
+            not_after=schedule.not_after,
+            success_codes=schedule.success_codes,
+            stale_codes=schedule.stale_codes,
         )
         [task_id] = new_task_ids(1)
         row = self._insert_row(task_id, new, stored_auth)
@@ -359,6 +366,9 @@ class ScheduleVerbs:
             "payload": schedule.payload,
             "queue": schedule.queue,
             "max_retries": schedule.max_retries,
+            "not_after": schedule.not_after,
+            "success_codes": schedule.success_codes,
+            "stale_codes": schedule.stale_codes,
         }
 
     def _write(
@@ -372,6 +382,9 @@ class ScheduleVerbs:
                 "catch_up": CatchUp(values["catch_up"]).value,
                 "payload": json.dumps(values["payload"], ensure_ascii=False),
                 "next_fire_at": self._opt_time(next_fire),
+                "not_after": self._opt_time(values["not_after"]),
+                "success_codes": codes_text(values["success_codes"]),
+                "stale_codes": codes_text(values["stale_codes"]),
             },
         )
         row = cur.fetchone()
@@ -393,4 +406,7 @@ class ScheduleVerbs:
             last_fire_at=self._opt_read(row["last_fire_at"]),
             created_at=self._time(row["created_at"]),
             updated_at=self._time(row["updated_at"]),
+            not_after=self._opt_read(row["not_after"]),
+            success_codes=codes_of(row["success_codes"]),
+            stale_codes=codes_of(row["stale_codes"]),
         )

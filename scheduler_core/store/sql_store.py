@@ -22,10 +22,12 @@ from typing import Any, Protocol
 from scheduler_core.encryption import AuthCipher
 from scheduler_core.models import (
     DEFAULT_QUEUE,
+    UNCHANGED,
     AttemptOutcome,
     AttemptRecord,
     NewTask,
     RecordedOutcome,
+    RuleChange,
     Task,
     TaskFilter,
     TaskStatus,
@@ -39,6 +41,7 @@ from scheduler_core.store.base import (
     StoreError,
     TaskConflict,
     TaskNotFound,
+    TaskPastDeadline,
     TaskQueueGone,
 )
 from scheduler_core.store.changes import (
@@ -283,6 +286,13 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
         try:
             task = self._transition(task_id, "retry_task", None)
         except TaskConflict as exc:
+            task = exc.task
+            if (
+                task.status in RETRYABLE
+                and task.not_after is not None
+                and task.queue in self.existing_queues({task.queue})
+            ):  # its queue is there: its deadline held it back
+                raise TaskPastDeadline(task, "deadline passed") from None
             if exc.task.status in RETRYABLE:  # retryable, yet not retried: its queue is gone
                 raise TaskQueueGone(
                     exc.task, f"its queue {exc.task.queue!r} no longer exists"
@@ -291,10 +301,24 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
         self.changes.publish("due")
         return task
 
-    def reschedule(self, task_id: str, execute_at: datetime) -> Task:
+    def reschedule(
+        self, task_id: str, execute_at: datetime | None, rules: RuleChange | None = None
+    ) -> Task:
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
-        params = {"id": stored_task_id(task_id), "execute_at": self._time_param(execute_at)}
+        rules = rules or RuleChange()
+        params = {
+            "id": stored_task_id(task_id),
+            "execute_at": self._time_param(execute_at) if execute_at is not None else None,
+            "set_not_after": rules.not_after is not UNCHANGED,
+            "not_after": (
+                self._time_param(rules.not_after) if isinstance(rules.not_after, datetime) else None
+            ),
+            "set_success_codes": rules.success_codes is not UNCHANGED,
+            "success_codes": codes_text(_changed(rules.success_codes)),
+            "set_stale_codes": rules.stale_codes is not UNCHANGED,
+            "stale_codes": codes_text(_changed(rules.stale_codes)),
+        }
         for _ in range(RESCHEDULE_TRIES):
             with self._tx() as cur:
                 cur.execute(self.q["reschedule_task"], params)
@@ -596,6 +620,11 @@ class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs,
             stale_codes=codes_of(row["stale_codes"]),
             traceparent=row["traceparent"],
         )
+
+
+def _changed(value: Any) -> Any:
+    """A RuleChange field's new value; None for UNCHANGED (its set_* flag is false)."""
+    return None if value is UNCHANGED else value
 
 
 def _due_soon(task: Task) -> bool:

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from scheduler_core.encryption import AuthCipher
 from scheduler_core.models import TaskStatus
 from scheduler_core.runtime_config import BOUNDS
+from scheduler_core.status_codes import codes_of, codes_text
 from scheduler_core.store.changes import ChangeFeed
+from scheduler_core.target_host import target_host
 from scheduler_core.transfer import (
     MOVED_WHILE_RUNNING,
     ExportCounts,
@@ -87,6 +89,10 @@ def _exported_task(store: SqlStore, row: Row, history: list[ExportedAttempt]) ->
         history=tuple(history),
         queue=row["queue"],
         schedule=row["schedule"],
+        not_after=store._time(row["not_after"]) if row["not_after"] is not None else None,
+        success_codes=codes_of(row["success_codes"]),
+        stale_codes=codes_of(row["stale_codes"]),
+        traceparent=row["traceparent"],
     )
 
 
@@ -165,6 +171,11 @@ def _import_row(store: SqlStore, task_id: str, task: ExportedTask) -> dict[str, 
         "resolved_at": store._time_param(resolved_at) if resolved_at else None,
         "queue": task.queue,
         "schedule": task.schedule,
+        "not_after": store._time_param(task.not_after) if task.not_after else None,
+        "success_codes": codes_text(task.success_codes),
+        "stale_codes": codes_text(task.stale_codes),
+        "traceparent": task.traceparent,
+        "target_host": target_host(task.webhook_url),
     }
 
 
@@ -237,6 +248,9 @@ class TransferVerbs:
                 last_fire_at=self._maybe_time(row["last_fire_at"]),
                 created_at=self._time(row["created_at"]),
                 updated_at=self._time(row["updated_at"]),
+                not_after=self._maybe_time(row["not_after"]),
+                success_codes=codes_of(row["success_codes"]),
+                stale_codes=codes_of(row["stale_codes"]),
             )
             for row in rows
         ]
@@ -289,4 +303,7 @@ class TransferVerbs:
             "last_fire_at": moment(schedule.last_fire_at),
             "created_at": moment(schedule.created_at),
             "updated_at": moment(schedule.updated_at),
+            "not_after": moment(schedule.not_after),
+            "success_codes": codes_text(schedule.success_codes),
+            "stale_codes": codes_text(schedule.stale_codes),
         }

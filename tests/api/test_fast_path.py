@@ -152,6 +152,10 @@ def test_plainly_valid_tasks_take_the_fast_path() -> None:
         "idempotencyKey": "order-7",
         "maxRetries": 3,
         "queue": "default",
+        # null rules (the defaults) stay on the fast path; a rule given goes to the schema
+        "notAfter": None,
+        "successCodes": None,
+        "staleCodes": None,
     }
     assert set(item) == INPUT_FIELDS
     fast = read_task(item, SCHEMES)

@@ -5,7 +5,7 @@
 -- name: schedule_columns
 name, cron, timezone, catch_up, paused, webhook_url,
 coalesce(payload::text, 'null') AS payload_json, queue, max_retries, next_fire_at,
-last_fire_at, created_at, updated_at
+last_fire_at, created_at, updated_at, not_after, success_codes, stale_codes
 
 -- name: schedule_clock
 -- The transaction's clock: every time one transaction writes is this instant.
@@ -17,10 +17,11 @@ SELECT pg_notify('scheduler_core', 'schedule')
 -- name: insert_schedule
 INSERT INTO scheduler_schedules
     (name, cron, timezone, catch_up, paused, webhook_url, webhook_auth, payload, queue,
-     max_retries, next_fire_at)
+     max_retries, next_fire_at, not_after, success_codes, stale_codes)
 VALUES (%(name)s, %(cron)s, %(timezone)s, %(catch_up)s, %(paused)s, %(webhook_url)s,
         %(webhook_auth)s, %(payload)s::json, %(queue)s, %(max_retries)s,
-        %(next_fire_at)s::timestamptz)
+        %(next_fire_at)s::timestamptz, %(not_after)s::timestamptz, %(success_codes)s,
+        %(stale_codes)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING {schedule_columns}
 
@@ -41,7 +42,8 @@ UPDATE scheduler_schedules SET
     cron = %(cron)s, timezone = %(timezone)s, catch_up = %(catch_up)s,
     paused = %(paused)s, webhook_url = %(webhook_url)s, webhook_auth = %(webhook_auth)s,
     payload = %(payload)s::json, queue = %(queue)s, max_retries = %(max_retries)s,
-    next_fire_at = %(next_fire_at)s::timestamptz, updated_at = now()
+    next_fire_at = %(next_fire_at)s::timestamptz, not_after = %(not_after)s::timestamptz,
+    success_codes = %(success_codes)s, stale_codes = %(stale_codes)s, updated_at = now()
 WHERE name = %(name)s
 RETURNING {schedule_columns}
 

@@ -130,6 +130,7 @@ WITH candidate AS (
     -- By id from an array: each candidate found through the primary key, never a join
     -- that reads every task of the statuses (a plan stale statistics could choose).
     WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
+      AND (t.not_after IS NULL OR t.not_after > now())  -- past its deadline: left alone
     RETURNING t.id
 )
 SELECT c.seq, ch.id IS NOT NULL AS changed
@@ -161,6 +162,7 @@ WITH candidate AS (
     -- that reads every task of the statuses (a plan stale statistics could choose). A
     -- task whose queue was removed stays as it is (retry_task says why).
     WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
+      AND (t.not_after IS NULL OR t.not_after > now())  -- past its deadline: left alone
       AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = t.queue FOR KEY SHARE)
     RETURNING t.id
 ), wake AS (
@@ -201,6 +203,7 @@ WITH retried AS (
     SET status = 'pending', next_attempt_at = now(), budget_start = attempts,
         updated_at = now()
     WHERE id = %(id)s AND status IN ('stale', 'cancelled')
+      AND (not_after IS NULL OR not_after > now())  -- past its deadline: never callable
       AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = t.queue FOR KEY SHARE)
     RETURNING *
 ), wake AS (
@@ -210,12 +213,18 @@ SELECT {task_columns}, w.woken
 FROM retried LEFT JOIN (SELECT count(*) AS woken FROM wake) w ON true
 
 -- name: reschedule_task
--- PATCH executeAt: a pending task is due at the new time (a past one at once). The state
--- is checked in the UPDATE itself: a task claimed meanwhile is not touched.
+-- PATCH executeAt: a pending task is due at the new time (a past one at once); with
+-- delivery rules, each one flagged set_* takes its new value (NULL: the default), the rest
+-- stay. The state is checked in the UPDATE itself: a task claimed meanwhile is not touched.
 WITH moved AS (
     UPDATE scheduler_tasks
-    SET execute_at = %(execute_at)s::timestamptz,
-        next_attempt_at = %(execute_at)s::timestamptz,
+    SET execute_at = coalesce(%(execute_at)s::timestamptz, execute_at),
+        next_attempt_at = coalesce(%(execute_at)s::timestamptz, next_attempt_at),
+        not_after = CASE WHEN %(set_not_after)s THEN %(not_after)s::timestamptz
+                         ELSE not_after END,
+        success_codes = CASE WHEN %(set_success_codes)s THEN %(success_codes)s
+                             ELSE success_codes END,
+        stale_codes = CASE WHEN %(set_stale_codes)s THEN %(stale_codes)s ELSE stale_codes END,
         updated_at = now()
     WHERE id = %(id)s AND status = 'pending'
     RETURNING *
@@ -335,22 +344,29 @@ WITH open_queue AS (
     ORDER BY has_failed, next_attempt_at, seq
     LIMIT %(limit)s
 ), claimed AS (
+    -- A chosen task past its notAfter is not called: it ends stale here, no attempt
+    -- counted (the caller skips it and claims again for the room it leaves).
     UPDATE scheduler_tasks t
-    SET status = 'running',
-        attempts = t.attempts + 1,
-        lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond',
+    SET status = CASE WHEN t.not_after <= now() THEN 'stale' ELSE 'running' END,
+        attempts = CASE WHEN t.not_after <= now() THEN t.attempts ELSE t.attempts + 1 END,
+        lease_expires_at = CASE WHEN t.not_after <= now() THEN NULL
+                                ELSE now() + %(lease_ms)s * interval '1 millisecond' END,
+        last_error = CASE WHEN t.not_after <= now() THEN 'deadline passed'
+                          ELSE t.last_error END,
+        last_status_code = CASE WHEN t.not_after <= now() THEN NULL
+                                ELSE t.last_status_code END,
         updated_at = now()
     FROM chosen
     WHERE t.id = chosen.id
-    RETURNING t.id, t.webhook_url, t.webhook_auth, t.execute_at, t.payload,
+    RETURNING t.status, t.id, t.webhook_url, t.webhook_auth, t.execute_at, t.payload,
               t.attempts, t.budget_start, t.max_retries, t.has_failed,
               t.next_attempt_at, t.seq, t.queue, t.not_after, t.success_codes,
               t.stale_codes, t.traceparent, t.snoozes_in_row, t.target_host
 ), started AS (
     INSERT INTO scheduler_attempts (task_id, attempt, started_at)
-    SELECT id, attempts, now() FROM claimed
+    SELECT id, attempts, now() FROM claimed WHERE status = 'running'
 )
-SELECT id::text, webhook_url, webhook_auth, execute_at,
+SELECT status, id::text, webhook_url, webhook_auth, execute_at,
        coalesce(payload::text, 'null') AS payload_json,
        attempts, attempts - budget_start AS attempts_in_budget, max_retries,
        has_failed, next_attempt_at, seq, queue, not_after, success_codes, stale_codes,

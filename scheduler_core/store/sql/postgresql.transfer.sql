@@ -18,7 +18,8 @@ SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
 SELECT id::text AS id, seq, webhook_url, webhook_auth,
        coalesce(payload::text, 'null') AS payload_json, execute_at, next_attempt_at, status,
        attempts, budget_start, max_retries, has_failed, idempotency_key, last_error,
-       last_status_code, created_at, updated_at, resolved_at, queue, schedule
+       last_status_code, created_at, updated_at, resolved_at, queue, schedule, not_after,
+       success_codes, stale_codes, traceparent
 FROM scheduler_tasks
 WHERE status = ANY(%(statuses)s::text[]) AND seq > %(after)s
 ORDER BY seq
@@ -41,7 +42,7 @@ ORDER BY queue COLLATE "C"
 -- Every schedule, by name, its webhookAuth as stored and its payload's stored text.
 SELECT name, cron, timezone, catch_up, paused, webhook_url, webhook_auth,
        coalesce(payload::text, 'null') AS payload_json, queue, max_retries, next_fire_at,
-       last_fire_at, created_at, updated_at
+       last_fire_at, created_at, updated_at, not_after, success_codes, stale_codes
 FROM scheduler_schedules
 ORDER BY name COLLATE "C"
 
@@ -51,22 +52,25 @@ ORDER BY name COLLATE "C"
 INSERT INTO scheduler_tasks
     (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at, status, attempts,
      budget_start, max_retries, has_failed, idempotency_key, last_error, last_status_code,
-     created_at, updated_at, resolved_at, queue, schedule)
+     created_at, updated_at, resolved_at, queue, schedule, not_after, success_codes,
+     stale_codes, traceparent, target_host)
 SELECT t.id, t.webhook_url, t.webhook_auth, t.payload::json, t.execute_at, t.next_attempt_at,
        t.status, t.attempts, t.budget_start, t.max_retries, t.has_failed, t.idempotency_key,
        t.last_error, t.last_status_code, t.created_at, t.updated_at, t.resolved_at, t.queue,
-       t.schedule
+       t.schedule, t.not_after, t.success_codes, t.stale_codes, t.traceparent, t.target_host
 FROM ROWS FROM (
     json_to_recordset(%(tasks)s::json) AS (
         id uuid, webhook_url text, webhook_auth text, payload text, execute_at timestamptz,
         next_attempt_at timestamptz, status text, attempts integer, budget_start integer,
         max_retries integer, has_failed boolean, idempotency_key text, last_error text,
         last_status_code integer, created_at timestamptz, updated_at timestamptz,
-        resolved_at timestamptz, queue text, schedule text)
+        resolved_at timestamptz, queue text, schedule text, not_after timestamptz,
+        success_codes text, stale_codes text, traceparent text, target_host text)
 ) WITH ORDINALITY AS t(id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at,
                        status, attempts, budget_start, max_retries, has_failed,
                        idempotency_key, last_error, last_status_code, created_at,
-                       updated_at, resolved_at, queue, schedule, n)
+                       updated_at, resolved_at, queue, schedule, not_after, success_codes,
+                       stale_codes, traceparent, target_host, n)
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 RETURNING id::text AS id
@@ -114,15 +118,17 @@ SELECT queue AS name, pg_notify('scheduler_core', 'config') FROM created
 WITH created AS (
     INSERT INTO scheduler_schedules
         (name, cron, timezone, catch_up, paused, webhook_url, webhook_auth, payload, queue,
-         max_retries, next_fire_at, last_fire_at, created_at, updated_at)
+         max_retries, next_fire_at, last_fire_at, created_at, updated_at, not_after,
+         success_codes, stale_codes)
     SELECT s.name, s.cron, s.timezone, s.catch_up, s.paused, s.webhook_url, s.webhook_auth,
            s.payload::json, s.queue, s.max_retries, s.next_fire_at, s.last_fire_at,
-           s.created_at, s.updated_at
+           s.created_at, s.updated_at, s.not_after, s.success_codes, s.stale_codes
     FROM json_to_recordset(%(schedules)s::json) AS s(
         name text, cron text, timezone text, catch_up text, paused boolean,
         webhook_url text, webhook_auth text, payload text, queue text, max_retries integer,
         next_fire_at timestamptz, last_fire_at timestamptz, created_at timestamptz,
-        updated_at timestamptz)
+        updated_at timestamptz, not_after timestamptz, success_codes text,
+        stale_codes text)
     ON CONFLICT (name) DO NOTHING
     RETURNING name
 )

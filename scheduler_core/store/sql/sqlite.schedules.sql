@@ -4,7 +4,8 @@
 
 -- name: schedule_columns
 name, cron, timezone, catch_up, paused, webhook_url, payload AS payload_json, queue,
-max_retries, next_fire_at, last_fire_at, created_at, updated_at
+max_retries, next_fire_at, last_fire_at, created_at, updated_at, not_after, success_codes,
+stale_codes
 
 -- name: schedule_clock
 -- The write transaction's clock (read once when it began).
@@ -17,9 +18,11 @@ SELECT 1
 -- name: insert_schedule
 INSERT INTO scheduler_schedules
     (name, cron, timezone, catch_up, paused, webhook_url, webhook_auth, payload, queue,
-     max_retries, next_fire_at, created_at, updated_at)
+     max_retries, next_fire_at, not_after, success_codes, stale_codes, created_at,
+     updated_at)
 VALUES (:name, :cron, :timezone, :catch_up, :paused, :webhook_url, :webhook_auth,
-        :payload, :queue, :max_retries, :next_fire_at, {now}, {now})
+        :payload, :queue, :max_retries, :next_fire_at, :not_after, :success_codes,
+        :stale_codes, {now}, {now})
 ON CONFLICT (name) DO NOTHING
 RETURNING {schedule_columns}
 
@@ -38,6 +41,7 @@ UPDATE scheduler_schedules SET
     cron = :cron, timezone = :timezone, catch_up = :catch_up, paused = :paused,
     webhook_url = :webhook_url, webhook_auth = :webhook_auth, payload = :payload,
     queue = :queue, max_retries = :max_retries, next_fire_at = :next_fire_at,
+    not_after = :not_after, success_codes = :success_codes, stale_codes = :stale_codes,
     updated_at = {now}
 WHERE name = :name
 RETURNING {schedule_columns}

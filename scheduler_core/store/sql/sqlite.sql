@@ -132,7 +132,7 @@ RETURNING seq, 1 AS changed
 -- name: bulk_retry
 -- One batch of a bulk retry, picked as bulk_cancel picks it (flags :stale, :cancelled):
 -- each task pending again as retry_task makes it (due now, a fresh budget). A task whose
--- queue was removed is no candidate: it stays as it is.
+-- queue was removed, or whose notAfter has passed, is no candidate: it stays as it is.
 UPDATE scheduler_tasks
 SET status = 'pending', next_attempt_at = {now}, budget_start = attempts, updated_at = {now}
 WHERE seq IN (
@@ -142,6 +142,7 @@ WHERE seq IN (
             WHERE :stale AND status = 'stale' AND seq > :after AND seq <= :ceiling
               AND {task_filter}
               AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = scheduler_tasks.queue)
+              AND (not_after IS NULL OR not_after > {now})
             ORDER BY seq LIMIT :batch
         )
         UNION ALL
@@ -150,6 +151,7 @@ WHERE seq IN (
             WHERE :cancelled AND status = 'cancelled' AND seq > :after AND seq <= :ceiling
               AND {task_filter}
               AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = scheduler_tasks.queue)
+              AND (not_after IS NULL OR not_after > {now})
             ORDER BY seq LIMIT :batch
         )
     )
@@ -184,13 +186,20 @@ RETURNING {task_columns}
 UPDATE scheduler_tasks
 SET status = 'pending', next_attempt_at = {now}, budget_start = attempts, updated_at = {now}
 WHERE id = :id AND status IN ('stale', 'cancelled')
+  AND (not_after IS NULL OR not_after > {now})  -- past its deadline: never callable
   AND EXISTS (SELECT 1 FROM scheduler_config c WHERE c.queue = scheduler_tasks.queue)
 RETURNING {task_columns}
 
 -- name: reschedule_task
--- PATCH executeAt: a pending task is due at the new time (a past one at once).
+-- PATCH executeAt: a pending task is due at the new time (a past one at once); with
+-- delivery rules, each one flagged set_* takes its new value (NULL: the default).
 UPDATE scheduler_tasks
-SET execute_at = :execute_at, next_attempt_at = :execute_at, updated_at = {now}
+SET execute_at = coalesce(:execute_at, execute_at),
+    next_attempt_at = coalesce(:execute_at, next_attempt_at),
+    not_after = CASE WHEN :set_not_after THEN :not_after ELSE not_after END,
+    success_codes = CASE WHEN :set_success_codes THEN :success_codes ELSE success_codes END,
+    stale_codes = CASE WHEN :set_stale_codes THEN :stale_codes ELSE stale_codes END,
+    updated_at = {now}
 WHERE id = :id AND status = 'pending'
 RETURNING {task_columns}
 
@@ -267,10 +276,15 @@ RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retri
 -- name: claim_due
 -- One queue's due tasks, unless it is paused: two range scans of its part of the due
 -- index (never failed, then failed), merged in claim order.
+-- A chosen task past its notAfter is not called: it ends stale here, no attempt counted
+-- (the caller skips it and claims again for the room it leaves).
 UPDATE scheduler_tasks
-SET status = 'running',
-    attempts = attempts + 1,
-    lease_expires_at = {now} + :lease_ms * 1000,
+SET status = CASE WHEN not_after <= {now} THEN 'stale' ELSE 'running' END,
+    attempts = CASE WHEN not_after <= {now} THEN attempts ELSE attempts + 1 END,
+    lease_expires_at = CASE WHEN not_after <= {now} THEN NULL
+                            ELSE {now} + :lease_ms * 1000 END,
+    last_error = CASE WHEN not_after <= {now} THEN 'deadline passed' ELSE last_error END,
+    last_status_code = CASE WHEN not_after <= {now} THEN NULL ELSE last_status_code END,
     updated_at = {now}
 WHERE id IN (
     SELECT id FROM (
@@ -293,8 +307,8 @@ WHERE id IN (
     ORDER BY has_failed, next_attempt_at, seq
     LIMIT :limit
 ) AND EXISTS (SELECT 1 FROM scheduler_config WHERE queue = :queue AND paused = 0)
-RETURNING id, webhook_url, webhook_auth, execute_at, payload AS payload_json, attempts,
-          attempts - budget_start AS attempts_in_budget, max_retries,
+RETURNING status, id, webhook_url, webhook_auth, execute_at, payload AS payload_json,
+          attempts, attempts - budget_start AS attempts_in_budget, max_retries,
           has_failed, next_attempt_at, seq, queue, not_after, success_codes, stale_codes,
           traceparent, snoozes_in_row, target_host,
           ({now} - next_attempt_at) / 1000.0 AS late_at_claim_ms

@@ -15,7 +15,7 @@ FROM scheduler_tasks GROUP BY status
 SELECT id, seq, webhook_url, webhook_auth, payload AS payload_json, execute_at,
        next_attempt_at, status, attempts, budget_start, max_retries, has_failed,
        idempotency_key, last_error, last_status_code, created_at, updated_at, resolved_at,
-       queue, schedule
+       queue, schedule, not_after, success_codes, stale_codes, traceparent
 FROM scheduler_tasks
 WHERE status IN (SELECT value FROM json_each(:statuses)) AND seq > :after
 ORDER BY seq
@@ -38,7 +38,7 @@ ORDER BY queue
 -- Every schedule, by name, its webhookAuth as stored and its payload's stored text.
 SELECT name, cron, timezone, catch_up, paused, webhook_url, webhook_auth,
        payload AS payload_json, queue, max_retries, next_fire_at, last_fire_at, created_at,
-       updated_at
+       updated_at, not_after, success_codes, stale_codes
 FROM scheduler_schedules
 ORDER BY name
 
@@ -48,7 +48,8 @@ ORDER BY name
 INSERT INTO scheduler_tasks
     (id, webhook_url, webhook_auth, payload, execute_at, next_attempt_at, status, attempts,
      budget_start, max_retries, has_failed, idempotency_key, last_error, last_status_code,
-     created_at, updated_at, resolved_at, queue, schedule)
+     created_at, updated_at, resolved_at, queue, schedule, not_after, success_codes,
+     stale_codes, traceparent, target_host)
 SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
        json_extract(value, '$.webhook_auth'), json_extract(value, '$.payload'),
        json_extract(value, '$.execute_at'), json_extract(value, '$.next_attempt_at'),
@@ -58,7 +59,9 @@ SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_url'),
        json_extract(value, '$.last_error'), json_extract(value, '$.last_status_code'),
        json_extract(value, '$.created_at'), json_extract(value, '$.updated_at'),
        json_extract(value, '$.resolved_at'), json_extract(value, '$.queue'),
-       json_extract(value, '$.schedule')
+       json_extract(value, '$.schedule'), json_extract(value, '$.not_after'),
+       json_extract(value, '$.success_codes'), json_extract(value, '$.stale_codes'),
+       json_extract(value, '$.traceparent'), json_extract(value, '$.target_host')
 FROM json_each(:tasks) WHERE true ORDER BY key
 ON CONFLICT DO NOTHING
 RETURNING id
@@ -103,14 +106,17 @@ RETURNING queue AS name
 -- schedule here already is left as it is (not returned).
 INSERT INTO scheduler_schedules
     (name, cron, timezone, catch_up, paused, webhook_url, webhook_auth, payload, queue,
-     max_retries, next_fire_at, last_fire_at, created_at, updated_at)
+     max_retries, next_fire_at, last_fire_at, created_at, updated_at, not_after,
+     success_codes, stale_codes)
 SELECT json_extract(value, '$.name'), json_extract(value, '$.cron'),
        json_extract(value, '$.timezone'), json_extract(value, '$.catch_up'),
        json_extract(value, '$.paused'), json_extract(value, '$.webhook_url'),
        json_extract(value, '$.webhook_auth'), json_extract(value, '$.payload'),
        json_extract(value, '$.queue'), json_extract(value, '$.max_retries'),
        json_extract(value, '$.next_fire_at'), json_extract(value, '$.last_fire_at'),
-       json_extract(value, '$.created_at'), json_extract(value, '$.updated_at')
+       json_extract(value, '$.created_at'), json_extract(value, '$.updated_at'),
+       json_extract(value, '$.not_after'), json_extract(value, '$.success_codes'),
+       json_extract(value, '$.stale_codes')
 FROM json_each(:schedules) WHERE true ORDER BY key
 ON CONFLICT (name) DO NOTHING
 RETURNING name
