@@ -26,6 +26,7 @@ from scheduler_core.models import (
     AttemptOutcome,
     ClaimedTask,
     RecordedOutcome,
+    Task,
     TaskStatus,
 )
 from scheduler_core.store.base import Store
@@ -101,6 +102,10 @@ class Metrics:
         except Exception as exc:  # a metric must never fail an attempt that was delivered
             log.error("task=%s: counting the attempt failed (%s)", task.id, type(exc).__name__)
         return recorded
+
+    @hookimpl
+    def scheduler_task_enqueued(self, task: Task) -> None:
+        self.enqueued.labels(task.queue).inc()
 
     @hookimpl(trylast=True)
     def scheduler_attempt_lost(self, recorded: RecordedOutcome) -> None:

@@ -50,10 +50,9 @@ CORE_PLUGINS: tuple[str, ...] = ("scheduler_core.attempt",)
 OBSERVER_PLUGINS: tuple[str, ...] = ("scheduler_core.plugins.metrics",)
 # Built-in plugins registered only when a setting asks and their extra is installed:
 # OpenTelemetry spans (SCHEDULER_OTEL=1, pip install 'scheduler-core[otel]').
+# Not in BUILTIN_PLUGINS (those every manager registers), yet listed as built-in.
 OPTIONAL_PLUGINS: tuple[str, ...] = ("scheduler_core.plugins.otel",)
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    CORE_PLUGINS + DEFAULT_PLUGINS + OBSERVER_PLUGINS + OPTIONAL_PLUGINS
-)
+BUILTIN_PLUGINS: tuple[str, ...] = CORE_PLUGINS + DEFAULT_PLUGINS + OBSERVER_PLUGINS
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -163,7 +162,7 @@ class PluginManager:
         schemes = self._schemes_by_plugin()
         rows: list[dict[str, Any]] = []
         for name, plugin in self._pm.list_name_plugin():
-            builtin = name in BUILTIN_PLUGINS
+            builtin = name in BUILTIN_PLUGINS or name in OPTIONAL_PLUGINS
             distribution, version = (
                 (CORE_DISTRIBUTION, __version__)
                 if builtin

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -233,11 +232,9 @@ def _with_trace_context(new_tasks: list[NewTask]) -> list[NewTask]:
 
 
 def _count_created(results: list[tuple[Task, bool]]) -> None:
-    """scheduler_tasks_enqueued_total{queue} counts tasks created, not idempotent repeats;
-    observers (scheduler_task_enqueued) hear of each one created."""
+    """Observers (scheduler_task_enqueued) hear of each task created, not of idempotent
+    repeats: the built-in metrics count scheduler_tasks_enqueued_total{queue} there."""
     _plugins().tasks_enqueued([task for task, created in results if created])
-    for queue, count in Counter(task.queue for task, created in results if created).items():
-        _plugins().metrics.tasks_enqueued(count, queue)
 
 
 def _log_enqueue(task: Task, created: bool) -> None:
