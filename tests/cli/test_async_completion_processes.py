@@ -93,3 +93,27 @@ def test_two_servers_share_the_urls_fail_on_one_complete_on_the_other(
     assert after["status"] == "resolved"
     assert after["attempts"] == 2
     assert [a["outcome"] for a in _attempts(one, created["id"])] == ["failed", "resolved"]
+
+
+def test_silence_past_the_async_timeout_fails_the_attempt_and_the_url_is_gone(
+    processes: Processes, clean_database: str, receiver: Receiver
+) -> None:
+    set_db_config(clean_database, base_interval_ms=50, retry_backoff_ms=60_000)
+    receiver.behave("/long", statuses=[202], headers={"Scheduler-Async": "1"})
+    server = processes.serve(clean_database)
+    [created] = enqueue(server, {"webhookUrl": receiver.url("/long"), "maxRetries": 1})
+    [call] = receiver.wait_for(1, "/long", timeout=30)
+    task_url = f"/api/v1/tasks/{created['id']}"
+    wait_until(
+        lambda: api(server, "GET", task_url).json()["status"] == "pending",
+        timeout=30,
+        message="for the reaper to fail the silent attempt",
+    )
+    after = api(server, "GET", task_url).json()
+    assert after["lastError"] == "async: no completion within 1 s"
+    assert [a["outcome"] for a in _attempts(server, created["id"])] == ["failed"]
+    # Completing now is too late, even though the next attempt has not begun.
+    complete = urlsplit(call.header("X-Scheduler-Complete-Url") or "").path
+    late = api(server, "POST", complete)
+    assert late.status_code == 410
+    assert late.json()["error"]["code"] == "gone"
