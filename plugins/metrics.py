@@ -113,7 +113,10 @@ class Metrics:
 
     def attempt_ended(self, recorded: RecordedOutcome, queue: str = DEFAULT_QUEUE) -> None:
         """Count one attempt run by this process: its outcome, its duration and, when it
-        measured one, its lateness."""
+        measured one, its lateness. An attempt that went async (a 202 with Scheduler-Async)
+        is counted when it ends: through its completion URL, or at its timeout."""
+        if recorded.awaiting:
+            return
         self.attempts.labels(queue, recorded.kind.value).inc()
         self.delivery_duration.labels(queue).observe(recorded.outcome.duration_ms / 1000)
         if recorded.lateness_ms is not None:

@@ -3,9 +3,10 @@
 SPEC.md, "The callback": `POST webhookUrl` with Content-Type, User-Agent,
 X-Scheduler-Task-Id, X-Scheduler-Attempt, traceparent (the W3C Trace Context the enqueue
 carried, when it had one; the same on every attempt), Authorization (the task's
-webhookAuth, when it has one), and the JSON body
-`{"taskId", "executeAt", "attempt", "payload"}`. Delivery plugins send this as built;
-they never build their own.
+webhookAuth, when it has one), X-Scheduler-Complete-Url and X-Scheduler-Fail-Url (the
+attempt's one-time completion URLs, for a receiver that answers 202 with Scheduler-Async),
+and the JSON body `{"taskId", "executeAt", "attempt", "payload"}`. Delivery plugins send
+this as built; they never build their own.
 
 With SCHEDULER_SIGNING_SECRET set, the callback is signed in the Standard Webhooks format
 (``scheduler_core.signing``): `webhook-id` is the task id (the same on every retry, as the
@@ -29,12 +30,17 @@ USER_AGENT = f"scheduler-core/{__version__}"
 
 
 def build_callback(
-    task: ClaimedTask, timeout_ms: int, signer: Signer | None = None, now: float | None = None
+    task: ClaimedTask,
+    timeout_ms: int,
+    signer: Signer | None = None,
+    now: float | None = None,
+    completion_urls: tuple[str, str] | None = None,
 ) -> Callback:
     """The callback for `task`'s current attempt; `timeout_ms` is the attempt's budget.
 
     With a `signer`, the Standard Webhooks headers follow the others; `now` (Unix time,
-    default the clock) gives their timestamp.
+    default the clock) gives their timestamp. `completion_urls` (complete, fail) are this
+    attempt's one-time URLs, sent as X-Scheduler-Complete-Url and X-Scheduler-Fail-Url.
     """
     headers = {
         "Content-Type": "application/json",
@@ -46,6 +52,8 @@ def build_callback(
         headers["traceparent"] = task.traceparent
     if task.webhook_auth is not None:
         headers["Authorization"] = task.webhook_auth
+    if completion_urls is not None:  # for a 202 with Scheduler-Async (completion.py)
+        headers["X-Scheduler-Complete-Url"], headers["X-Scheduler-Fail-Url"] = completion_urls
     body = callback_body(task)
     if signer is not None:
         timestamp = int(time.time() if now is None else now)

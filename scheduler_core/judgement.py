@@ -29,6 +29,10 @@ QUOTE_SOURCE_BYTES = 4 * MAX_ERROR_CHARS
 MAX_RETRY_AFTER_MS = 604_800_000
 # Said after the status in lastError, so a user sees why no retry followed.
 STALE_CODE_NOTE = " (a staleCode: no retry)"
+# Scheduler-Snooze answers in a row a task takes; the next one is a failed attempt.
+MAX_SNOOZES_IN_ROW = 100
+# The longest wait a Scheduler-Async header may ask for (a day).
+MAX_ASYNC_TIMEOUT_S = 86_400
 
 
 def judge(
@@ -48,6 +52,9 @@ def judge(
         return _failed(task, report.error, status, duration_ms)
     if status is None:  # a broker accepted the message
         return DeliveryOutcome(ok=True, duration_ms=duration_ms)
+    steered = steered_by_receiver(task, report, status, duration_ms)
+    if steered is not None:  # Scheduler-Snooze, or a 202 with Scheduler-Async
+        return steered
     verdict = rule_verdict(task, status)
     if verdict == "success":
         return DeliveryOutcome(ok=True, status_code=status, duration_ms=duration_ms)
@@ -88,6 +95,54 @@ def rule_verdict(task: ClaimedTask, status: int) -> str | None:
     if matches(stale, status):
         return "stale"
     return None
+
+
+def steered_by_receiver(
+    task: ClaimedTask, report: DeliveryReport, status: int, duration_ms: int
+) -> DeliveryOutcome | None:
+    """What the receiver's own headers make of an answer (SPEC "Delivery rules"), or None
+    when they say nothing usable and the status is judged as usual.
+
+    - ``Scheduler-Snooze: <delta-seconds | HTTP-date>`` on any answer: call again then, no
+      retry spent (``snooze_ms``; the retry policy is not asked). A malformed value is
+      ignored. After MAX_SNOOZES_IN_ROW snoozes in a row, the next is a failed attempt.
+    - ``202`` with ``Scheduler-Async: <seconds>`` (an integer 1..86,400): the receiver
+      reports later through the completion URLs (``async_timeout_s``). Otherwise, or out
+      of range, the 202 is judged like any answer.
+    """
+    snooze = header(report.headers, "Scheduler-Snooze")
+    snooze_ms = parse_retry_after(snooze, now=answer_time(task, report.headers)) if snooze else None
+    if snooze_ms is not None:
+        if task.snoozes_in_row >= MAX_SNOOZES_IN_ROW:
+            error = f"snoozed {MAX_SNOOZES_IN_ROW} times in a row"
+            return DeliveryOutcome(
+                ok=False, status_code=status, error=error, duration_ms=duration_ms
+            )
+        return DeliveryOutcome(
+            ok=False,
+            status_code=status,
+            error=f"HTTP {status}: snoozed for {snooze_ms} ms by Scheduler-Snooze",
+            duration_ms=duration_ms,
+            snooze_ms=snooze_ms,
+        )
+    if status == 202:
+        timeout_s = parse_async_timeout(header(report.headers, "Scheduler-Async"))
+        if timeout_s is not None:
+            return DeliveryOutcome(
+                ok=True, status_code=status, duration_ms=duration_ms, async_timeout_s=timeout_s
+            )
+    return None
+
+
+def parse_async_timeout(value: str | None) -> int | None:
+    """Scheduler-Async's seconds: a plain integer from 1 to MAX_ASYNC_TIMEOUT_S, else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 6:
+        return None
+    seconds = int(value)
+    return seconds if 1 <= seconds <= MAX_ASYNC_TIMEOUT_S else None
 
 
 def judge_legacy(task: ClaimedTask, outcome: DeliveryOutcome, duration_ms: int) -> DeliveryOutcome:

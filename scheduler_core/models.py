@@ -152,7 +152,9 @@ class Callback:
 
     `headers` are the callback's headers in order (Content-Type, User-Agent,
     X-Scheduler-Task-Id, X-Scheduler-Attempt, then traceparent when the task has one,
-    then Authorization when the task has webhookAuth, then webhook-id, webhook-timestamp,
+    then Authorization when the task has webhookAuth, then X-Scheduler-Complete-Url and
+    X-Scheduler-Fail-Url (the attempt's completion URLs, see scheduler_core.completion),
+    then webhook-id, webhook-timestamp,
     webhook-signature when callbacks are signed): an HTTP plugin sends them as request
     headers, a broker plugin as message headers or fields. `body` is the JSON envelope as
     bytes, exactly what was signed.
@@ -282,6 +284,12 @@ class RecordedOutcome:
     snoozed: bool = False
 
     @property
+    def awaiting(self) -> bool:
+        """A 202 with Scheduler-Async: the task stays running and the attempt open until
+        its completion URL is called or its timeout passes (no outcome stored yet)."""
+        return self.decision is None and self.outcome.async_timeout_s is not None
+
+    @property
     def kind(self) -> AttemptOutcome:
         if self.decision is None:
             return AttemptOutcome.RESOLVED
@@ -299,6 +307,9 @@ class LostAttempt:
     attempts_in_budget: int
     max_retries: int | None
     queue: str = DEFAULT_QUEUE
+    # Set when the attempt was waiting for its completion URL (a 202 with
+    # Scheduler-Async): its timeout passed, which is a failed attempt, not a lost one.
+    async_timeout_s: int | None = None
 
 
 @dataclass(frozen=True)

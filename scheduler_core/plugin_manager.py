@@ -28,8 +28,10 @@ from scheduler_core.plugins import backoff_retry
 if TYPE_CHECKING:
     from flask import Request
 
+    from scheduler_core.completion import CompletionTokens
     from scheduler_core.runtime_config import RuntimeConfig
     from scheduler_core.settings import Settings
+    from scheduler_core.store.base import Store
 
 PROJECT_NAME = "scheduler_core"
 ENTRY_POINT_GROUP = "scheduler_core"
@@ -78,6 +80,9 @@ class PluginManager:
         # The process's target policy: the enqueue check and every transport read it.
         targets.set_policy(settings.target_policy)
         self._schemes: frozenset[str] | None = None
+        # The completion URLs' signer, once a store is attached (use_store): every
+        # callback then carries X-Scheduler-Complete-Url and X-Scheduler-Fail-Url.
+        self.completion_tokens: CompletionTokens | None = None
         self._latest_config: dict[str, RuntimeConfig] = {}
         self._pm = pluggy.PluginManager(PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
@@ -199,6 +204,13 @@ class PluginManager:
     def module(self, name: str) -> ModuleType | None:
         plugin = self._pm.get_plugin(name)
         return plugin if isinstance(plugin, ModuleType) else None
+
+    def use_store(self, store: Store) -> None:
+        """Sign completion URLs with `store`'s shared key (the first store given)."""
+        if self.completion_tokens is None:
+            from scheduler_core.completion import CompletionTokens
+
+            self.completion_tokens = CompletionTokens(store, self.settings.public_url)
 
     # -- the runtime config attempts decide with ------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from scheduler_core.encryption import parse_keys as parse_encryption_keys
 from scheduler_core.http_guard import parse_allowed_hosts, parse_cors_origins
@@ -24,6 +25,7 @@ DEFAULT_READ_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 86_400.0
 # `scheduler worker` serves /metrics here when given a port (SCHEDULER_METRICS_PORT).
 DEFAULT_METRICS_HOST = "127.0.0.1"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class Settings:
     # SCHEDULER_OTEL=1: OpenTelemetry spans for each enqueue and attempt (plugins/otel.py),
     # when the `otel` extra is installed. Off by default.
     otel: bool = False
+    # SCHEDULER_PUBLIC_URL: the base of the completion URLs every callback carries
+    # (X-Scheduler-Complete-Url); unset, http://SCHEDULER_HOST:SCHEDULER_PORT (a wildcard
+    # host read as 127.0.0.1), by default http://127.0.0.1:8080.
+    public_url: str = DEFAULT_PUBLIC_URL
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -86,6 +92,7 @@ class Settings:
             metrics_host=(env.get("SCHEDULER_METRICS_HOST") or "").strip() or DEFAULT_METRICS_HOST,
             metrics_port=_port(env, "SCHEDULER_METRICS_PORT"),
             otel=_truthy(env.get("SCHEDULER_OTEL")),
+            public_url=_public_url(env),
         )
 
 
@@ -107,6 +114,27 @@ def _api_keys(raw: str | None) -> tuple[str, ...]:
                 "which an Authorization header cannot carry"
             )
     return keys
+
+
+def _public_url(env: os._Environ[str]) -> str:
+    """SCHEDULER_PUBLIC_URL, checked: http(s), a host, no query or fragment; trailing
+    slashes dropped. Unset: derived from SCHEDULER_HOST and SCHEDULER_PORT (serve's)."""
+    raw = (env.get("SCHEDULER_PUBLIC_URL") or "").strip()
+    if not raw:
+        host = (env.get("SCHEDULER_HOST") or "").strip() or "127.0.0.1"
+        if host in {"0.0.0.0", "::", "[::]"}:
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        port = _port(env, "SCHEDULER_PORT") or 8080
+        return f"http://{host}:{port}"
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            "SCHEDULER_PUBLIC_URL must be an http:// or https:// URL with a host and no "
+            f"query, like https://scheduler.example.com, got {raw!r}"
+        )
+    return raw.rstrip("/")
 
 
 def _port(env: os._Environ[str], name: str) -> int | None:

@@ -19,6 +19,10 @@ ALTER TABLE scheduler_tasks
     -- host[:port] of webhook_url, lower case: the key of per-host backpressure
     ADD COLUMN target_host text;
 
+-- An attempt answered 202 with Scheduler-Async: until when its completion URLs are good
+-- (after it a call is 410 gone); NULL for every other attempt.
+ALTER TABLE scheduler_attempts ADD COLUMN async_deadline timestamptz;
+
 ALTER TABLE scheduler_schedules
     ADD COLUMN not_after timestamptz,
     ADD COLUMN success_codes text,

@@ -20,6 +20,10 @@ ALTER TABLE scheduler_tasks
 -- host[:port] of webhook_url, lower case: the key of per-host backpressure
 ALTER TABLE scheduler_tasks ADD COLUMN target_host TEXT;
 
+-- An attempt answered 202 with Scheduler-Async: until when its completion URLs are good
+-- (after it a call is 410 gone); NULL for every other attempt.
+ALTER TABLE scheduler_attempts ADD COLUMN async_deadline INTEGER;
+
 ALTER TABLE scheduler_schedules ADD COLUMN not_after INTEGER;
 ALTER TABLE scheduler_schedules ADD COLUMN success_codes TEXT;
 ALTER TABLE scheduler_schedules ADD COLUMN stale_codes TEXT;

@@ -8,6 +8,7 @@ from flask import Flask, request
 
 from scheduler_core import ui
 from scheduler_core.api import (
+    completion_routes,
     config_routes,
     cross_origin,
     edits,
@@ -52,6 +53,7 @@ def create_app(
         settings.database_url, encryption_keys=settings.encryption_keys
     )
     app.extensions["scheduler_plugins"].metrics.read_database(app.extensions["scheduler_store"])
+    app.extensions["scheduler_plugins"].use_store(app.extensions["scheduler_store"])
     policy = HostPolicy.for_listener(listen_host, settings.allowed_hosts, settings.cors_origins)
     cross_origin.install(app, settings, policy, API_PREFIX)  # before authentication
 
@@ -78,5 +80,6 @@ def create_app(
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(reference.bp)
     app.register_blueprint(schedules.bp)
+    app.register_blueprint(completion_routes.bp)  # outside /api/v1: its own signature
     ui.install(app, policy)
     return app

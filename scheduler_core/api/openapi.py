@@ -69,6 +69,11 @@ TAGS = [
     {"name": "plugins", "description": "What the server has loaded."},
     {"name": "operations", "description": "Probes and metrics, open even with API keys."},
     {"name": "reference", "description": "This document, and the page that renders it."},
+    {
+        "name": "completion",
+        "description": "One-time URLs of asynchronous callbacks (Scheduler-Async), "
+        "signed; no API key.",
+    },
 ]
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}

@@ -36,7 +36,13 @@ class AttemptPipeline:
         self, task: ClaimedTask, deadline: float, config: RuntimeConfig
     ) -> RecordedOutcome:
         started = time.monotonic()
-        callback = build_callback(task, config.http_callback_timeout_ms, self._signer)
+        tokens = self._plugins.completion_tokens
+        callback = build_callback(
+            task,
+            config.http_callback_timeout_ms,
+            self._signer,
+            completion_urls=tokens.urls(task.id, task.attempt) if tokens is not None else None,
+        )
         raw = self._plugins.deliver(task, callback, deadline)
         duration_ms = int((time.monotonic() - started) * 1000)
         if isinstance(raw, DeliveryOutcome):
@@ -48,7 +54,12 @@ class AttemptPipeline:
         decision = decide(task, outcome, now_config, self._plugins.retry_decision)
         outcome, decision = within_deadline(task, outcome, decision)
         return RecordedOutcome(
-            task.id, task.attempt, outcome, decision, lateness_ms(task, sent_at or started)
+            task.id,
+            task.attempt,
+            outcome,
+            decision,
+            lateness_ms(task, sent_at or started),
+            snoozed=outcome.snooze_ms is not None,
         )
 
 

@@ -48,6 +48,8 @@ def decide(
     """
     if outcome.ok:
         return None
+    if outcome.snooze_ms is not None:  # the receiver's own delay: no retry spent, capped
+        return RetryDecision(min(max(outcome.snooze_ms, 0), config.retry_backoff_max_ms))
     if outcome.stale_now:  # a staleCode: stale at once, whatever budget is left
         return RetryDecision.stale()
     if budget_spent(task.attempts_in_budget, task.max_retries, config):
@@ -92,4 +94,35 @@ def decide_lost(lost: LostAttempt, config: RuntimeConfig) -> RecordedOutcome:
         decision=RetryDecision.stale() if stale else RetryDecision(0),
         lost=True,
         queue=lost.queue,
+    )
+
+
+ASYNC_TIMEOUT_ERROR = "async: no completion within {seconds} s"
+
+
+def decide_async_timeout(
+    lost: LostAttempt, config: RuntimeConfig, policy: RetryPolicy
+) -> RecordedOutcome:
+    """An attempt answered 202 with Scheduler-Async whose completion URL was not called in
+    time: a failed attempt (not a lost one), retried through the policy like any failure."""
+    seconds = lost.async_timeout_s or 0
+    outcome = DeliveryOutcome(
+        ok=False,
+        status_code=202,
+        error=ASYNC_TIMEOUT_ERROR.format(seconds=seconds),
+        duration_ms=seconds * 1000,
+    )
+    task = ClaimedTask(
+        id=lost.task_id,
+        webhook_url="",
+        webhook_auth=None,
+        execute_at=datetime.now(UTC),
+        payload_json="null",
+        attempt=lost.attempt,
+        attempts_in_budget=lost.attempts_in_budget,
+        max_retries=lost.max_retries,
+        queue=lost.queue,
+    )
+    return RecordedOutcome(
+        lost.task_id, lost.attempt, outcome, decide(task, outcome, config, policy), queue=lost.queue
     )

@@ -22,7 +22,7 @@ from datetime import UTC
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scheduler_core.dispatcher.attempt import abandoned
-from scheduler_core.dispatcher.decision import decide, decide_lost
+from scheduler_core.dispatcher.decision import decide, decide_async_timeout, decide_lost
 from scheduler_core.dispatcher.recorder import OutcomeRecorder
 from scheduler_core.dispatcher.retention import PURGE_BATCH, PURGE_EVERY_S, Retention
 from scheduler_core.dispatcher.runner import STRAGGLER_GRACE_S, DeliveryRunner, Job
@@ -74,6 +74,7 @@ class Dispatcher:
     ):
         self.store = store
         self.plugins = plugins
+        plugins.use_store(store)  # its callbacks carry completion URLs signed with its key
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._throttles: dict[str, Throttle] = {DEFAULT_QUEUE: Throttle()}
@@ -286,11 +287,20 @@ class Dispatcher:
         if lost:
             configs = {q.name: q.config for q in state.queues}
             recorded = [
-                decide_lost(attempt, configs.get(attempt.queue, state.config)) for attempt in lost
+                decide_lost(attempt, configs.get(attempt.queue, state.config))
+                if attempt.async_timeout_s is None
+                else decide_async_timeout(
+                    attempt,
+                    configs.get(attempt.queue, state.config),
+                    self.plugins.retry_decision,
+                )
+                for attempt in lost
             ]
             self.store.record_outcomes(recorded)
             # These attempts never end inside scheduler_run_attempt: observers hear here.
-            self.plugins.attempts_lost(recorded)
+            self.plugins.attempts_lost([r for r in recorded if r.lost])
+            for timed_out in (r for r in recorded if not r.lost):  # an async wait's end
+                self.plugins.metrics.attempt_ended(timed_out, timed_out.queue)
 
     # -- one job: run on a delivery thread, reported here --------------------------
 

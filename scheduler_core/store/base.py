@@ -32,6 +32,7 @@ from scheduler_core.models import (
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.schedules.model import NewSchedule, Schedule
 from scheduler_core.store.changes import Listener, Watch
+from scheduler_core.store.completions import Settle, Settled
 from scheduler_core.transfer import (
     ExportCounts,
     ExportedQueue,
@@ -231,6 +232,15 @@ class Store(Protocol):
     def record_outcomes(self, outcomes: Sequence[RecordedOutcome]) -> None:
         """Store outcomes of claimed attempts, together; an outcome for a lost claim is
         ignored. A row the database refuses does not stop the others being stored."""
+
+    def shared_key(self, name: str) -> str:
+        """A key every process on the database shares (scheduler_keys), made at the
+        first call: e.g. the HMAC key of the async completion URLs."""
+
+    def settle_attempt(
+        self, task_id: str, attempt: int, settle: Settle
+    ) -> tuple[Settled, RecordedOutcome | None]:
+        """Settle an attempt waiting on its completion URL (store/completions.py)."""
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         """Delete up to `batch_size` resolved/cancelled tasks past retention."""

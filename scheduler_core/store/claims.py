@@ -168,7 +168,12 @@ class ClaimVerbs:
             cur.execute(self.q["claim_expired_leases"], {"limit": limit, "lease_ms": lease_ms})
             rows = cur.fetchall()
         for row in rows:
-            log.warning("task=%s lease expired; its attempt is lost", row["id"])
+            if row["async_timeout_s"] is None:
+                log.warning("task=%s lease expired; its attempt is lost", row["id"])
+            else:
+                log.info(
+                    "task=%s no async completion within %s s", row["id"], row["async_timeout_s"]
+                )
         return [
             LostAttempt(
                 task_id=r["id"],
@@ -176,6 +181,7 @@ class ClaimVerbs:
                 attempts_in_budget=r["attempts_in_budget"],
                 max_retries=r["max_retries"],
                 queue=r["queue"],
+                async_timeout_s=r["async_timeout_s"],
             )
             for r in rows
         ]

@@ -52,6 +52,7 @@ from scheduler_core.store.changes import (
     Watch,
 )
 from scheduler_core.store.claims import ClaimVerbs
+from scheduler_core.store.completions import CompletionVerbs
 from scheduler_core.store.group_commit import GroupCommit
 from scheduler_core.store.queues import QueueVerbs
 from scheduler_core.store.schedules import ScheduleVerbs
@@ -116,7 +117,9 @@ def new_task_ids(count: int) -> list[str]:
     ]
 
 
-class SqlStore(ClaimVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs, ABC):
+class SqlStore(
+    ClaimVerbs, CompletionVerbs, QueueVerbs, ScheduleVerbs, StatsVerbs, TransferVerbs, ABC
+):
     dialect: str
     q: dict[str, str]
     integrity_error: type[Exception]  # what the driver raises for a broken CHECK
@@ -641,7 +644,9 @@ def _may_match(filter: TaskFilter) -> bool:
 def _outcome_row(item: RecordedOutcome) -> dict[str, Any]:
     """One outcome as the record statements read it (a JSON object per row)."""
     outcome, decision = item.outcome, item.decision
-    if decision is None:
+    if item.awaiting:  # a 202 with Scheduler-Async: still running, the attempt open
+        status = TaskStatus.RUNNING
+    elif decision is None:
         status = TaskStatus.RESOLVED
     else:
         status = TaskStatus.STALE if decision.is_stale else TaskStatus.PENDING
@@ -654,7 +659,10 @@ def _outcome_row(item: RecordedOutcome) -> dict[str, Any]:
         "error": outcome.error,
         "status_code": outcome.status_code,
         # A lost attempt's duration is unknown: its dispatcher never reported.
-        "duration_ms": None if item.lost else max(0, min(outcome.duration_ms, 2**31 - 1)),
+        "duration_ms": None
+        if item.lost or item.awaiting
+        else max(0, min(outcome.duration_ms, 2**31 - 1)),
         "lateness_ms": min(lateness, _LATENESS_CAP_MS) if lateness is not None else None,
-        "outcome": item.kind.value,
+        "outcome": None if item.awaiting else item.kind.value,
+        "async_timeout_s": outcome.async_timeout_s if item.awaiting else None,
     }

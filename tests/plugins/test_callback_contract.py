@@ -129,7 +129,13 @@ def test_a_transport_plugin_gets_the_core_envelope(client, dispatcher, plugins):
     dispatcher.tick()
     [callback] = scheme.sent
     assert callback.url == "queue://broker/jobs"
-    assert dict(callback.headers) == {
+    headers = dict(callback.headers)
+    # The attempt's completion URLs go with every transport (Scheduler-Async).
+    complete = headers.pop("X-Scheduler-Complete-Url")
+    fail = headers.pop("X-Scheduler-Fail-Url")
+    assert complete.startswith(f"{plugins.settings.public_url}/callbacks/v1/complete/")
+    assert fail.startswith(f"{plugins.settings.public_url}/callbacks/v1/fail/")
+    assert headers == {
         "Content-Type": "application/json",
         "User-Agent": f"scheduler-core/{__version__}",
         "X-Scheduler-Task-Id": created["id"],

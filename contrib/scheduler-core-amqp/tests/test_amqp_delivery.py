@@ -57,7 +57,11 @@ def test_the_callback_is_published_as_built(api, broker) -> None:
     assert (after["lastError"], after["lastStatusCode"]) == (None, None)
     [(properties, body)] = broker.all(queue)
     assert body == envelope(created)
-    assert list(properties.headers.items()) == [
+    headers = dict(properties.headers.items())
+    # The attempt's one-time completion URLs (Scheduler-Async) go with every transport.
+    assert "/callbacks/v1/complete/" in headers.pop("X-Scheduler-Complete-Url")
+    assert "/callbacks/v1/fail/" in headers.pop("X-Scheduler-Fail-Url")
+    assert list(headers.items()) == [
         ("Content-Type", "application/json"),
         ("User-Agent", f"scheduler-core/{__version__}"),
         ("X-Scheduler-Task-Id", created["id"]),

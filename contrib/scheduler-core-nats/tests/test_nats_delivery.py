@@ -66,6 +66,8 @@ def test_the_callback_lands_in_the_stream_as_built(
         "X-Scheduler-Task-Id",
         "X-Scheduler-Attempt",
         "Authorization",
+        "X-Scheduler-Complete-Url",
+        "X-Scheduler-Fail-Url",
         "Nats-Msg-Id",
     ]
     assert headers["Content-Type"] == "application/json"

@@ -314,7 +314,7 @@ SET lease_expires_at = now() + %(lease_ms)s * interval '1 millisecond'
 FROM expired
 WHERE t.id = expired.id
 RETURNING t.id::text AS id, t.attempts, t.attempts - t.budget_start AS attempts_in_budget,
-          t.max_retries, t.queue
+          t.max_retries, t.queue, t.async_timeout_s
 
 -- name: claim_due
 -- One queue's due tasks: two range scans of its part of the due index (never failed,
@@ -382,7 +382,8 @@ ORDER BY has_failed, next_attempt_at, seq
 WITH outcome AS (
     SELECT * FROM json_to_recordset(%(outcomes)s::json) AS o(
         id uuid, attempt integer, status text, retry_in_ms bigint, error text,
-        status_code integer, duration_ms integer, lateness_ms bigint, outcome text)
+        status_code integer, duration_ms integer, lateness_ms bigint, outcome text,
+        async_timeout_s integer)
 ), task AS (
     UPDATE scheduler_tasks t
     SET status = o.status,
@@ -390,10 +391,17 @@ WITH outcome AS (
                                THEN now() + o.retry_in_ms * interval '1 millisecond'
                                ELSE t.next_attempt_at END,
         resolved_at = CASE WHEN o.status = 'resolved' THEN now() ELSE t.resolved_at END,
-        has_failed = t.has_failed OR o.status <> 'resolved',
+        has_failed = t.has_failed OR (o.status <> 'resolved' AND o.status <> 'running'
+                                      AND o.outcome IS DISTINCT FROM 'snoozed'),
         last_error = o.error,
         last_status_code = o.status_code,
-        lease_expires_at = NULL,
+        -- An async wait (status stays 'running') holds the task until its timeout.
+        lease_expires_at = CASE WHEN o.status = 'running'
+                                THEN now() + o.async_timeout_s * interval '1 second' END,
+        async_timeout_s = CASE WHEN o.status = 'running' THEN o.async_timeout_s END,
+        -- A snooze spends no retry: the budget's start moves along with `attempts`.
+        budget_start = t.budget_start + CASE WHEN o.outcome = 'snoozed' THEN 1 ELSE 0 END,
+        snoozes_in_row = CASE WHEN o.outcome = 'snoozed' THEN t.snoozes_in_row + 1 ELSE 0 END,
         updated_at = now()
     FROM outcome o
     WHERE t.id = o.id AND t.attempts = o.attempt
@@ -401,9 +409,14 @@ WITH outcome AS (
            OR (o.status = 'resolved' AND t.status IN ('pending', 'stale')))
     RETURNING t.status, t.next_attempt_at
 ), attempt AS (
+    -- An async wait leaves its attempt open (no finished_at, no outcome) until it ends.
     UPDATE scheduler_attempts a
-    SET finished_at = now(), duration_ms = o.duration_ms, status_code = o.status_code,
-        error = o.error, outcome = o.outcome, lateness_ms = o.lateness_ms
+    SET finished_at = CASE WHEN o.status = 'running' THEN NULL ELSE now() END,
+        duration_ms = o.duration_ms, status_code = o.status_code,
+        error = o.error, outcome = o.outcome, lateness_ms = coalesce(o.lateness_ms, a.lateness_ms),
+        async_deadline = CASE WHEN o.status = 'running'
+                              THEN now() + o.async_timeout_s * interval '1 second'
+                              ELSE a.async_deadline END
     FROM outcome o
     WHERE a.task_id = o.id AND a.attempt = o.attempt AND a.finished_at IS NULL
     RETURNING 1

@@ -271,7 +271,8 @@ WHERE id IN (
     ORDER BY lease_expires_at
     LIMIT :limit
 )
-RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retries, queue
+RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retries, queue,
+          async_timeout_s
 
 -- name: claim_due
 -- One queue's due tasks, unless it is paused: two range scans of its part of the due
@@ -326,17 +327,27 @@ SET status = o.status,
     next_attempt_at = CASE WHEN o.status = 'pending' THEN {now} + o.retry_in_ms * 1000
                            ELSE t.next_attempt_at END,
     resolved_at = CASE WHEN o.status = 'resolved' THEN {now} ELSE t.resolved_at END,
-    has_failed = CASE WHEN t.has_failed = 1 OR o.status <> 'resolved' THEN 1 ELSE 0 END,
+    has_failed = CASE WHEN t.has_failed = 1
+                        OR (o.status NOT IN ('resolved', 'running')
+                            AND coalesce(o.outcome, '') <> 'snoozed') THEN 1 ELSE 0 END,
     last_error = o.error,
     last_status_code = o.status_code,
-    lease_expires_at = NULL,
+    -- An async wait (status stays 'running') holds the task until its timeout.
+    lease_expires_at = CASE WHEN o.status = 'running'
+                            THEN {now} + o.async_timeout_s * 1000000 END,
+    async_timeout_s = CASE WHEN o.status = 'running' THEN o.async_timeout_s END,
+    -- A snooze spends no retry: the budget's start moves along with `attempts`.
+    budget_start = t.budget_start + CASE WHEN o.outcome = 'snoozed' THEN 1 ELSE 0 END,
+    snoozes_in_row = CASE WHEN o.outcome = 'snoozed' THEN t.snoozes_in_row + 1 ELSE 0 END,
     updated_at = {now}
 FROM (
     SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
            json_extract(value, '$.status') AS status,
            json_extract(value, '$.retry_in_ms') AS retry_in_ms,
            json_extract(value, '$.error') AS error,
-           json_extract(value, '$.status_code') AS status_code
+           json_extract(value, '$.status_code') AS status_code,
+           json_extract(value, '$.outcome') AS outcome,
+           json_extract(value, '$.async_timeout_s') AS async_timeout_s
     FROM json_each(:outcomes)
 ) AS o
 -- `+t.status`: no index on status, so the plan goes from each outcome to its task by id,
@@ -345,11 +356,17 @@ WHERE t.id = o.id AND t.attempts = o.attempt
   AND (+t.status = 'running' OR (o.status = 'resolved' AND +t.status IN ('pending', 'stale')))
 
 -- name: record_attempt_outcomes
+-- An async wait leaves its attempt open (no finished_at, no outcome) until it ends.
 UPDATE scheduler_attempts AS a
-SET finished_at = {now}, duration_ms = o.duration_ms, status_code = o.status_code,
-    error = o.error, outcome = o.outcome, lateness_ms = o.lateness_ms
+SET finished_at = CASE WHEN o.status = 'running' THEN NULL ELSE {now} END,
+    duration_ms = o.duration_ms, status_code = o.status_code,
+    error = o.error, outcome = o.outcome, lateness_ms = coalesce(o.lateness_ms, a.lateness_ms),
+    async_deadline = CASE WHEN o.status = 'running' THEN {now} + o.async_timeout_s * 1000000
+                          ELSE a.async_deadline END
 FROM (
     SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+           json_extract(value, '$.status') AS status,
+           json_extract(value, '$.async_timeout_s') AS async_timeout_s,
            json_extract(value, '$.duration_ms') AS duration_ms,
            json_extract(value, '$.status_code') AS status_code,
            json_extract(value, '$.error') AS error, json_extract(value, '$.outcome') AS outcome,

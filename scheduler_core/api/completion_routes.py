@@ -1,0 +1,239 @@
+"""The completion URLs of asynchronous callbacks: `POST /callbacks/v1/complete/<token>`
+and `POST /callbacks/v1/fail/<token>` (SPEC "Delivery rules", Scheduler-Async).
+
+Outside /api/v1: no API key, the token is the credential (scheduler_core.completion).
+A forged or altered token is 404 (nothing said about which part is wrong); a token for an
+attempt that is no longer the one waiting (a later attempt began, or it was completed or
+failed already) is 409; once the attempt's Scheduler-Async timeout (or the token's max
+age) has passed, 410. Errors in the API's JSON error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from scheduler_core.api.body import json_body
+from scheduler_core.api.errors import ApiError
+from scheduler_core.completion import COMPLETION_PATH, Action, BadToken, ExpiredToken
+from scheduler_core.dispatcher.decision import budget_spent, decide
+from scheduler_core.judgement import MAX_RETRY_AFTER_MS, clean_error
+from scheduler_core.models import DeliveryOutcome, RecordedOutcome, RetryDecision
+from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.runtime_config import RuntimeConfig
+from scheduler_core.store.base import QueueNotFound, Store
+from scheduler_core.store.completions import AwaitedAttempt, Settled
+
+bp = Blueprint("completion", __name__, url_prefix=COMPLETION_PATH)
+
+# lastError of an attempt failed through its fail URL without an `error`.
+DEFAULT_FAIL_ERROR = "async: the receiver reported a failure"
+# The answer a 202 started with stays the attempt's status code when it completes.
+ASYNC_STATUS = 202
+_REFUSALS = {
+    Settled.NOT_FOUND: (404, "not_found", "No such task."),
+    Settled.CONFLICT: (
+        409,
+        "conflict",
+        "This attempt is no longer waiting for a completion: a later attempt began, or it "
+        "was completed or failed already.",
+    ),
+    Settled.GONE: (410, "gone", "This attempt's Scheduler-Async timeout has passed."),
+}
+
+
+@bp.post("/complete/<token>")
+def complete(token: str) -> Response:
+    """Complete an asynchronous attempt.
+    ---
+    post:
+      tags: [completion]
+      description: The X-Scheduler-Complete-Url of a callback. A receiver that answered
+        202 with `Scheduler-Async` calls it when the work is done; the task is resolved.
+        One-time, for that attempt only; no API key (the token is the credential).
+      parameters:
+        - {name: token, in: path, required: true, schema: {type: string},
+           description: "The signed token of the URL the callback carried."}
+      responses:
+        200:
+          description: "The task is resolved."
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  taskId: {type: string, format: uuid, description: "The task."}
+                  attempt: {type: integer, description: "The attempt the URL belongs to."}
+                  outcome: {type: string, enum: [resolved, failed],
+                            description: "What the attempt came to."}
+                  status: {type: string, enum: [resolved, pending, stale],
+                           description: "The task's status now."}
+        404: {description: "The token is not genuine, or the task is gone (not_found).",
+              content: {application/json: {schema: Error}}}
+        409: {description: "The attempt is no longer the one waiting: completed or failed
+                already, or a later attempt began (conflict).",
+              content: {application/json: {schema: Error}}}
+        410: {description: "The attempt's Scheduler-Async timeout has passed, or the token
+                is older than two days (gone).",
+              content: {application/json: {schema: Error}}}
+        503: {$ref: "#/components/responses/Unavailable"}
+    """
+
+    def settle(awaited: AwaitedAttempt, config: RuntimeConfig) -> RecordedOutcome:
+        outcome = DeliveryOutcome(ok=True, status_code=ASYNC_STATUS, duration_ms=awaited.elapsed_ms)
+        return RecordedOutcome(awaited.task.id, awaited.task.attempt, outcome, None)
+
+    return _settle(token, "complete", settle)
+
+
+@bp.post("/fail/<token>")
+def fail(token: str) -> Response:
+    """Fail an asynchronous attempt.
+    ---
+    post:
+      tags: [completion]
+      description: The X-Scheduler-Fail-Url of a callback. The attempt fails and the task
+        is retried as any failure is (the retry policy, the budget), or goes stale.
+        One-time, for that attempt only; no API key (the token is the credential).
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema:
+              type: object
+              additionalProperties: false
+              properties:
+                error: {type: string, description: "Why, as lastError shows it (cleaned,
+                  at most 500 characters)."}
+                retryAfterSeconds: {type: integer, minimum: 0, description: "Try again
+                  this much later (capped at retry_backoff_max_ms)."}
+      parameters:
+        - {name: token, in: path, required: true, schema: {type: string},
+           description: "The signed token of the URL the callback carried."}
+      responses:
+        200:
+          description: "The attempt failed; the task is pending or stale."
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  taskId: {type: string, format: uuid, description: "The task."}
+                  attempt: {type: integer, description: "The attempt the URL belongs to."}
+                  outcome: {type: string, enum: [resolved, failed],
+                            description: "What the attempt came to."}
+                  status: {type: string, enum: [resolved, pending, stale],
+                           description: "The task's status now."}
+        400: {$ref: "#/components/responses/BadRequest"}
+        413: {$ref: "#/components/responses/PayloadTooLarge"}
+        404: {description: "The token is not genuine, or the task is gone (not_found).",
+              content: {application/json: {schema: Error}}}
+        409: {description: "The attempt is no longer the one waiting: completed or failed
+                already, or a later attempt began (conflict).",
+              content: {application/json: {schema: Error}}}
+        410: {description: "The attempt's Scheduler-Async timeout has passed, or the token
+                is older than two days (gone).",
+              content: {application/json: {schema: Error}}}
+        503: {$ref: "#/components/responses/Unavailable"}
+    """
+    error, retry_after_ms = _fail_body()
+
+    def settle(awaited: AwaitedAttempt, config: RuntimeConfig) -> RecordedOutcome:
+        task = awaited.task
+        outcome = DeliveryOutcome(
+            ok=False,
+            status_code=ASYNC_STATUS,
+            error=clean_error(error or DEFAULT_FAIL_ERROR, task),
+            duration_ms=awaited.elapsed_ms,
+            retry_after_ms=retry_after_ms,
+        )
+        decision = decide(task, outcome, config, _plugins().retry_decision)
+        if retry_after_ms is not None and not budget_spent(
+            task.attempts_in_budget, task.max_retries, config
+        ):
+            decision = RetryDecision(min(retry_after_ms, config.retry_backoff_max_ms))
+        return RecordedOutcome(task.id, task.attempt, outcome, decision, queue=task.queue)
+
+    return _settle(token, "fail", settle)
+
+
+SettleWith = Callable[[AwaitedAttempt, RuntimeConfig], RecordedOutcome]
+
+
+def _settle(token: str, action: Action, settle: SettleWith) -> Response:
+    plugins = _plugins()
+    tokens = plugins.completion_tokens
+    if tokens is None:
+        raise ApiError(404, "not_found", "No such resource.")
+    try:
+        ref = tokens.read(token, action)
+    except BadToken:
+        raise ApiError(404, "not_found", "Unknown or invalid completion URL.") from None
+    except ExpiredToken:
+        raise ApiError(410, "gone", "This completion URL has expired.") from None
+    # The queue's config is read first, outside the settling transaction.
+    task = _store().get(ref.task_id)
+    if task is None:
+        raise ApiError(404, "not_found", "No such task.")
+    config = _config(task.queue)
+    result, recorded = _store().settle_attempt(
+        ref.task_id, ref.attempt, lambda awaited: settle(awaited, config)
+    )
+    if result is not Settled.SETTLED or recorded is None:
+        status, code, message = _REFUSALS.get(result, _REFUSALS[Settled.CONFLICT])
+        raise ApiError(status, code, message)
+    plugins.metrics.attempt_ended(recorded, recorded.queue)
+    if recorded.decision is None:
+        task_status = "resolved"
+    else:
+        task_status = "stale" if recorded.decision.is_stale else "pending"
+    return jsonify(
+        {
+            "taskId": recorded.task_id,
+            "attempt": recorded.attempt,
+            "outcome": recorded.kind.value,
+            "status": task_status,
+        }
+    )
+
+
+def _fail_body() -> tuple[str | None, int | None]:
+    """The fail URL's optional body: `error` (a string) and `retryAfterSeconds` (an
+    integer >= 0), nothing else. 400 with the fields at fault otherwise."""
+    if not request.get_data(cache=True).strip():
+        return None, None
+    body = json_body()
+    if not isinstance(body, dict):
+        raise ApiError(400, "validation_error", "The body must be a JSON object.")
+    problems: dict[str, list[str]] = {}
+    for name in sorted(set(body) - {"error", "retryAfterSeconds"}):
+        problems[name] = ["Unknown field."]
+    error = body.get("error")
+    if error is not None and not isinstance(error, str):
+        problems["error"] = ["Not a valid string."]
+    seconds = body.get("retryAfterSeconds")
+    if seconds is not None and (type(seconds) is not int or seconds < 0):
+        problems["retryAfterSeconds"] = ["Must be an integer of seconds, at least 0."]
+    if problems:
+        raise ApiError(400, "validation_error", "The fail body is not valid.", problems)
+    retry_after_ms = None if seconds is None else min(seconds * 1000, MAX_RETRY_AFTER_MS)
+    return error, retry_after_ms
+
+
+def _config(queue: str) -> RuntimeConfig:
+    """The queue's config as it is now (max_retries and backoff are read at each failure)."""
+    try:
+        return _store().get_config(queue)
+    except QueueNotFound:
+        return RuntimeConfig()
+
+
+def _store() -> Store:
+    store: Store = current_app.extensions["scheduler_store"]
+    return store
+
+
+def _plugins() -> PluginManager:
+    plugins: PluginManager = current_app.extensions["scheduler_plugins"]
+    return plugins
