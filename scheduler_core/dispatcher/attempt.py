@@ -59,7 +59,10 @@ class AttemptPipeline:
             outcome,
             decision,
             lateness_ms(task, sent_at or started),
-            snoozed=outcome.snooze_ms is not None,
+            # A snooze past notAfter is no snooze: the task is stale, the attempt failed.
+            snoozed=outcome.snooze_ms is not None
+            and decision is not None
+            and not decision.is_stale,
         )
 
 
