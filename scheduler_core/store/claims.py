@@ -10,8 +10,7 @@ import logging
 import time
 from abc import abstractmethod
 from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scheduler_core.encryption import AuthCipher, reveal
 from scheduler_core.models import (
@@ -24,6 +23,7 @@ from scheduler_core.models import (
 )
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.status_codes import codes_of
+from scheduler_core.store.hosts import HostVerbs
 from scheduler_core.store.queue_limits import Grant, grant, tokens_now
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ClaimVerbs:
+class ClaimVerbs(HostVerbs):
     q: dict[str, str]
     cipher: AuthCipher | None
 
@@ -42,10 +42,9 @@ class ClaimVerbs:
     @abstractmethod
     def _read(self) -> AbstractContextManager[Cursor]: ...
 
-    @abstractmethod
-    def _time(self, value: Any) -> datetime: ...
-
     def _claim(self, cur: Cursor, limit: int, lease_ms: int, queue: str) -> list[Row]:
+        if self._hosts_in_play():  # a throttled host: hosts.py
+            return self._claim_by_host(cur, limit, lease_ms, queue)
         cur.execute(self.q["claim_due"], {"limit": limit, "lease_ms": lease_ms, "queue": queue})
         return list(cur.fetchall())
 
@@ -53,11 +52,17 @@ class ClaimVerbs:
         with self._read() as cur:
             cur.execute(self.q["dispatch_state"])
             rows = [dict(row) for row in cur.fetchall()]
+            throttled = any(row.pop("hosts_throttled") for row in rows)
+            self._note_hosts_exist(throttled)
+            holds = self._host_holds(cur) if self._hosts_in_play() else None
+            unheld = self._next_due_unheld(cur, holds.held) if holds and holds.held else None
         queues = []
         db_now = None
         for row in rows:
             db_now = row.pop("db_now")
             name, paused, next_due = row.pop("queue"), row.pop("paused"), row.pop("next_due")
+            if unheld is not None:  # a held host's tasks do not make the queue due
+                next_due = unheld.get(name)
             queues.append(
                 QueueState(
                     name=name,
@@ -70,7 +75,10 @@ class ClaimVerbs:
             with self._read() as cur:
                 cur.execute(self.q["clock"])
                 db_now = cur.fetchone()["db_now"]
-        return DispatchState(db_now=self._time(db_now), queues=tuple(queues))
+        reopen = holds.reopen_at if holds is not None else None
+        return DispatchState(
+            db_now=self._time(db_now), queues=tuple(queues), hosts_reopen_at=reopen
+        )
 
     def claim_due(self, limit: int, lease_ms: int, queue: str = DEFAULT_QUEUE) -> list[ClaimedTask]:
         return self.claim_queue(queue, limit, lease_ms, limited=False).tasks
