@@ -17,6 +17,7 @@ import pytest
 from scheduler_core.dispatcher import Dispatcher
 from scheduler_core.models import NewTask
 from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.store import host_limits
 from scheduler_core.store.base import Store
 from tests.cli.conftest import Processes
 from tests.support.receiver import Receiver
@@ -105,3 +106,37 @@ def test_three_workers_hold_a_throttling_host_together(
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.slow
+def test_a_host_that_recovers_is_raised_step_by_step_then_forgotten(
+    store: Store, plugins: PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(host_limits, "FORGET_AT", 3)  # two steps from the floor, not 31
+    a = Receiver()
+    a.behave("/a", statuses=[429, 200], headers={"Retry-After": "1"})
+    dispatcher = Dispatcher(store, plugins)
+    dispatcher.start()
+    seen: list[tuple[int | None, float | None]] = []
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.1):
+            store.enqueue([NewTask(webhook_url=a.url("/a"))])
+            seen.extend((h.max_concurrent, h.max_per_second) for h in store.list_hosts())
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        [throttled] = a.wait_for(1, "/a", timeout=5)
+        wait_until(lambda: (1, 1.0) in seen, timeout=5)  # halved to the floor
+        wait_until(lambda: (2, 2.0) in seen, timeout=5)  # one step after a second of 200s
+        wait_until(lambda: not store.list_hosts(), timeout=10)  # unlimited again
+        assert (3, 3.0) not in seen  # never kept at FORGET_AT: forgotten instead
+        calls = a.calls("/a")
+        assert calls[1].at - throttled.at >= 1.0 - CLOCK_TOLERANCE_S  # its Retry-After
+    finally:
+        stop.set()
+        feeder.join()
+        dispatcher.stop(wait=False)
+        a.close()

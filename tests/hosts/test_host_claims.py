@@ -4,7 +4,10 @@ hosts never throttled cost nothing and change nothing."""
 
 from __future__ import annotations
 
+import threading
+
 from scheduler_core.models import NewTask
+from scheduler_core.store import open_store
 from scheduler_core.store.base import Store
 from scheduler_core.store.host_limits import FORGET_AT
 from tests.support.database import TestDatabase
@@ -134,3 +137,32 @@ def test_throttling_halves_and_success_raises_then_forgets(store: Store, db: Tes
     db.execute(old)
     store.record_host_feedback({}, {"127.0.0.1:8001"})
     assert store.list_hosts() == []  # back to unlimited
+
+
+def test_claims_from_several_stores_keep_a_hosts_concurrency(
+    store: Store, db: TestDatabase, database_url: str
+) -> None:
+    """Four dispatchers' stores claiming at once: the host's limit holds across them."""
+    enqueue(store, A, 40)
+    set_host(db, "127.0.0.1:8001", blocked=False, concurrency=3, rate=1000.0, tokens=50)
+    stores = [open_store(database_url) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    taken: list[int] = []
+
+    def claim(other: Store) -> None:
+        start.wait()
+        for _ in range(5):
+            taken.append(len(other.claim_due(10, LEASE_MS)))
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in stores]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for other in stores:
+            other.close()
+    assert sum(taken) == 3
+    running = db.execute("SELECT count(*) FROM scheduler_tasks WHERE status = 'running'")
+    assert running[0][0] == 3
