@@ -29,6 +29,7 @@ from scheduler_core.models import (
     Task,
     TaskStatus,
 )
+from scheduler_core.plugins.host_metrics import HostGauges
 from scheduler_core.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Metrics:
             registry=self.registry,
         )
         self._database: DatabaseGauges | None = None
+        self._hosts: HostGauges | None = None
         # Every series exists from the start, at 0: rate() and absent() work at once.
         self.enqueued.labels(DEFAULT_QUEUE)
         for outcome in AttemptOutcome:
@@ -135,6 +137,10 @@ class Metrics:
             self.registry.unregister(self._database)
         self._database = DatabaseGauges(store)
         self.registry.register(self._database)
+        if self._hosts is not None:
+            self.registry.unregister(self._hosts)
+        self._hosts = HostGauges(store)  # per-host backpressure
+        self.registry.register(self._hosts)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format (served as CONTENT_TYPE)."""

@@ -374,6 +374,9 @@ class DispatchState:
 
     db_now: datetime
     queues: tuple[QueueState, ...] = ()
+    # when the earliest held host (blocked, or at its limits) may take tasks again, by
+    # the database clock; None when no host is held (store/hosts.py)
+    hosts_reopen_at: datetime | None = None
 
     @property
     def config(self) -> RuntimeConfig:
@@ -395,6 +398,13 @@ class DispatchState:
         if queue.next_due is None:
             return None
         return (queue.next_due - self.db_now).total_seconds()
+
+    @property
+    def hosts_reopen_in_s(self) -> float | None:
+        """Seconds until the earliest held host may take tasks again (None: none held)."""
+        if self.hosts_reopen_at is None:
+            return None
+        return (self.hosts_reopen_at - self.db_now).total_seconds()
 
     @property
     def due_in_s(self) -> float | None:

@@ -13,6 +13,7 @@ from scheduler_core.api import (
     cross_origin,
     edits,
     health,
+    hosts_routes,
     metrics_routes,
     plugin_routes,
     queues,
@@ -77,6 +78,7 @@ def create_app(
     app.register_blueprint(plugin_routes.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(stats_routes.bp)
+    app.register_blueprint(hosts_routes.bp)
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(reference.bp)
     app.register_blueprint(schedules.bp)

@@ -22,6 +22,7 @@ from datetime import UTC
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scheduler_core.dispatcher.attempt import abandoned
+from scheduler_core.dispatcher.backpressure import HostFeedback
 from scheduler_core.dispatcher.decision import decide, decide_async_timeout, decide_lost
 from scheduler_core.dispatcher.recorder import OutcomeRecorder
 from scheduler_core.dispatcher.retention import PURGE_BATCH, PURGE_EVERY_S, Retention
@@ -83,6 +84,7 @@ class Dispatcher:
             delivery_threads, run=self._run_job, abandon=self._abandon_job, on_done=self._job_done
         )
         self._recorder = OutcomeRecorder(store)
+        self._hosts = HostFeedback(store)  # per-host backpressure
         self._retention = Retention(store, purge_every_s, purge_batch)
         self._schedules = ScheduleFirer(store, watch=False)  # hears this loop's notices
         self._scheduler = BackgroundScheduler(timezone=UTC)
@@ -124,6 +126,7 @@ class Dispatcher:
             self._runner.wait_idle()
         self._runner.close()
         self._recorder.close(timeout=None if wait else 0)
+        self._hosts.close(timeout=None if wait else 0)
         self._retention.close()
         self._schedules.close()
         if self._watch is not None:
@@ -245,6 +248,9 @@ class Dispatcher:
             wake_at = min(wake_at, read_at + min(due_in))
         if waits:
             wake_at = min(wake_at, time.monotonic() + max(0.0, min(waits)))
+        reopen_in = state.hosts_reopen_in_s  # a held host's tasks may start then
+        if reopen_in is not None:
+            wake_at = min(wake_at, read_at + max(0.0, reopen_in))
         return max(0.0, wake_at - time.monotonic())
 
     def _apply(self, state: DispatchState) -> None:
@@ -329,6 +335,7 @@ class Dispatcher:
     def _job_done(self, job: Job, recorded: RecordedOutcome) -> None:
         # The task stays in flight for the throttle until its outcome is stored: at no
         # moment does the database show more than select_size running.
+        self._hosts.note(job.task, recorded, job.config)  # before the loop wakes
         self._recorder.add(recorded, job.lease_ends, lambda: self._stored(job))
         self._wake.set()  # a delivery thread is free
 
@@ -381,6 +388,7 @@ class Dispatcher:
         finally:
             self._recorder.release()
         self._recorder.flush()
+        self._hosts.flush()
         try:
             self._retention.maybe_purge(state.config)
         except Exception:  # retention can wait; it must not fail the round

@@ -33,6 +33,7 @@ from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.schedules.model import NewSchedule, Schedule
 from scheduler_core.store.changes import Listener, Watch
 from scheduler_core.store.completions import Settle, Settled
+from scheduler_core.store.host_limits import HostInfo
 from scheduler_core.transfer import (
     ExportCounts,
     ExportedQueue,
@@ -244,6 +245,26 @@ class Store(Protocol):
 
     def purge_expired(self, retention_hours: int, batch_size: int) -> int:
         """Delete up to `batch_size` resolved/cancelled tasks past retention."""
+
+    # -- per-host backpressure (store/hosts.py) -------------------------------------------
+
+    def known_hosts(self) -> frozenset[str]:
+        """The throttled hosts (rows of scheduler_hosts) as of this store's last
+        dispatch_state: only their successes are worth recording."""
+
+    def hold_host_locally(self, host: str, seconds: float) -> None:
+        """Leave `host`'s tasks alone in this process's claims for `seconds`, or until
+        record_host_feedback stores its throttling."""
+
+    def record_host_feedback(
+        self, throttles: Mapping[str, tuple[int, int]], successes: Collection[str]
+    ) -> None:
+        """Store answers per host: `throttles` maps a host to (block ms, 429/503
+        answers): blocked that long, limits halved; `successes` are hosts that resolved
+        tasks: limits raised one step, the row deleted once no use (host_limits.py)."""
+
+    def list_hosts(self) -> list[HostInfo]:
+        """Every throttled host, most throttled first."""
 
     # -- operators' reads (/metrics, GET /api/v1/stats, the dashboard) --------------------
 

@@ -10,8 +10,7 @@ import logging
 import time
 from abc import abstractmethod
 from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scheduler_core.encryption import AuthCipher, reveal
 from scheduler_core.models import (
@@ -24,6 +23,7 @@ from scheduler_core.models import (
 )
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.status_codes import codes_of
+from scheduler_core.store.hosts import HostVerbs
 from scheduler_core.store.queue_limits import Grant, grant, tokens_now
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DEADLINE_ROUNDS = 4
 
 
-class ClaimVerbs:
+class ClaimVerbs(HostVerbs):
     q: dict[str, str]
     cipher: AuthCipher | None
 
@@ -44,9 +44,6 @@ class ClaimVerbs:
     @abstractmethod
     def _read(self) -> AbstractContextManager[Cursor]: ...
 
-    @abstractmethod
-    def _time(self, value: Any) -> datetime: ...
-
     def _claim(self, cur: Cursor, limit: int, lease_ms: int, queue: str) -> list[Row]:
         """Up to `limit` due tasks of `queue` leased. A task the claim finds past its
         notAfter ends stale instead ("deadline passed", no attempt counted), and the claim
@@ -54,9 +51,7 @@ class ClaimVerbs:
         claim goes on)."""
         claimed: list[Row] = []
         for _ in range(DEADLINE_ROUNDS):
-            params = {"limit": limit - len(claimed), "lease_ms": lease_ms, "queue": queue}
-            cur.execute(self.q["claim_due"], params)
-            rows = list(cur.fetchall())
+            rows = self._claim_round(cur, limit - len(claimed), lease_ms, queue)
             running = [r for r in rows if r["status"] == "running"]
             claimed += running
             for row in rows:
@@ -66,15 +61,27 @@ class ClaimVerbs:
                 break
         return claimed
 
+    def _claim_round(self, cur: Cursor, limit: int, lease_ms: int, queue: str) -> list[Row]:
+        if self._hosts_in_play():  # a throttled host: hosts.py
+            return self._claim_by_host(cur, limit, lease_ms, queue)
+        cur.execute(self.q["claim_due"], {"limit": limit, "lease_ms": lease_ms, "queue": queue})
+        return list(cur.fetchall())
+
     def dispatch_state(self) -> DispatchState:
         with self._read() as cur:
             cur.execute(self.q["dispatch_state"])
             rows = [dict(row) for row in cur.fetchall()]
+            throttled = any(row.pop("hosts_throttled") for row in rows)
+            self._note_hosts_exist(throttled)
+            holds = self._host_holds(cur) if self._hosts_in_play() else None
+            unheld = self._next_due_unheld(cur, holds.held) if holds and holds.held else None
         queues = []
         db_now = None
         for row in rows:
             db_now = row.pop("db_now")
             name, paused, next_due = row.pop("queue"), row.pop("paused"), row.pop("next_due")
+            if unheld is not None:  # a held host's tasks do not make the queue due
+                next_due = unheld.get(name)
             queues.append(
                 QueueState(
                     name=name,
@@ -87,7 +94,10 @@ class ClaimVerbs:
             with self._read() as cur:
                 cur.execute(self.q["clock"])
                 db_now = cur.fetchone()["db_now"]
-        return DispatchState(db_now=self._time(db_now), queues=tuple(queues))
+        reopen = holds.reopen_at if holds is not None else None
+        return DispatchState(
+            db_now=self._time(db_now), queues=tuple(queues), hosts_reopen_at=reopen
+        )
 
     def claim_due(self, limit: int, lease_ms: int, queue: str = DEFAULT_QUEUE) -> list[ClaimedTask]:
         return self.claim_queue(queue, limit, lease_ms, limited=False).tasks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from scheduler_core.migrations import load as load_migrations
 from scheduler_core.store.base import StoreError
 from scheduler_core.store.changes import WAKE_WINDOW_S, ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
+from scheduler_core.store.hosts import with_host_claims
 from scheduler_core.store.pg_listener import NotifyListener
 from scheduler_core.store.pool import ConnectionPool, dsn_error_text
 from scheduler_core.store.sql_store import Cursor, SqlStore
@@ -34,13 +35,14 @@ def _load_queries() -> dict[str, str]:
     raw = queries_for("postgresql")
     columns = raw["task_columns"]
     window = f"{WAKE_WINDOW_S} seconds"
-    return {
+    queries = {
         name: sql.replace("{task_filter}", raw["task_filter"])
         .replace("{task_columns}", columns)
         .replace("{config_columns}", raw["config_columns"])
         .replace("{wake_window}", window)
         for name, sql in raw.items()
     }
+    return with_host_claims(queries)  # claim_due and claim_due_hosts
 
 
 def check_dsn(dsn: str) -> None:
@@ -137,6 +139,9 @@ class PostgresStore(SqlStore):
 
     def _keys_param(self, keys: list[str]) -> dict[str, list[str]]:
         return {"keys": keys}
+
+    def _held_param(self, hosts: Collection[str]) -> list[str] | None:
+        return sorted(hosts) or None
 
     def _placeholder(self, name: str) -> str:
         return f"%({name})s"

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from scheduler_core.redaction import masked_url
 from scheduler_core.store.base import StoreError, StoreUnavailable
 from scheduler_core.store.changes import ChangeFeed, Listener
 from scheduler_core.store.group_commit import GroupCommit
+from scheduler_core.store.hosts import held_json, with_host_claims
 from scheduler_core.store.sql_store import Cursor, Row, SqlStore
 from scheduler_core.store.sqlfiles import queries_for
 from scheduler_core.store.sqlite_watch import DataVersionWatcher
@@ -79,7 +80,7 @@ def from_micros(value: int) -> datetime:
 def _load_queries() -> dict[str, str]:
     raw = queries_for("sqlite")
     columns = raw["task_columns"]
-    return {
+    queries = {
         name: sql.replace("{task_filter}", raw["task_filter"])
         .replace("{task_columns}", columns)
         .replace("{config_columns}", raw["config_columns"])
@@ -88,6 +89,7 @@ def _load_queries() -> dict[str, str]:
         .replace("{clock}", f"({raw['now']})")
         for name, sql in raw.items()
     }
+    return with_host_claims(queries)  # claim_due and claim_due_hosts
 
 
 class _TransactionClock:
@@ -228,6 +230,9 @@ class SqliteStore(SqlStore):
 
     def _keys_param(self, keys: list[str]) -> dict[str, str]:
         return {"keys": json.dumps(keys)}
+
+    def _held_param(self, hosts: Collection[str]) -> str | None:
+        return held_json(hosts)
 
     def _placeholder(self, name: str) -> str:
         return f":{name}"

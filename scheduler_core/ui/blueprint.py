@@ -38,6 +38,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("ui.attention", "Stale & failing"),
     ("ui.queues", "Queues"),
     ("ui.schedules", "Schedules"),
+    ("ui.hosts", "Hosts"),
     ("ui.config", "Config"),
 )
 

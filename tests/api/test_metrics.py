@@ -25,6 +25,13 @@ GAUGES = {
     "scheduler_due_backlog": ["queue"],
     "scheduler_oldest_due_age_seconds": ["queue"],
 }
+# Per-host backpressure: no series until a host is throttled (tests/hosts).
+HOST_FAMILIES = {
+    "scheduler_host_blocked_seconds": "gauge",
+    "scheduler_host_max_concurrent": "gauge",
+    "scheduler_host_max_per_second": "gauge",
+    "scheduler_host_throttled": "counter",
+}
 
 
 def scrape(client) -> Scrape:
@@ -41,6 +48,7 @@ def test_a_fresh_scrape_shows_every_metric_spec_names_with_its_labels(client) ->
         dict.fromkeys(COUNTERS, "counter")
         | dict.fromkeys(HISTOGRAMS, "histogram")
         | dict.fromkeys(GAUGES, "gauge")
+        | HOST_FAMILIES
     )
     assert metrics.types == expected_types  # nothing else: no *_created series either
     for outcome in ("resolved", "failed", "lost"):  # at 0 from the start, so rate() works

@@ -177,7 +177,10 @@ def test_a_transport_answer_is_judged_by_the_same_rules_as_http(
     set_config(store, http_callback_timeout_ms=1234)
     dispatcher.tick()  # not due yet: Retry-After holds
     assert task(client, created["id"])["attempts"] == 1
+    # A transport's 429 throttles its host as an HTTP one does (per-host backpressure).
+    assert [h.host for h in store.list_hosts()] == ["broker"]
     db.make_due(created["id"])
+    db.execute("DELETE FROM scheduler_hosts")  # and lift the host's block
     dispatcher.tick()
     second = task(client, created["id"])
     assert (

@@ -162,6 +162,7 @@ class TestDatabase:
                 "DELETE FROM scheduler_attempts",
                 "DELETE FROM scheduler_tasks",
                 "DELETE FROM scheduler_schedules",
+                "DELETE FROM scheduler_hosts",
                 "DELETE FROM scheduler_config WHERE queue <> 'default'",
                 # (1 = 0): false in PostgreSQL's boolean and SQLite's 0/1 alike
                 f"UPDATE scheduler_config SET {assignments}, paused = (1 = 0), bucket_tokens = 0",

@@ -266,6 +266,7 @@ SELECT count(*) AS changed, pg_notify('scheduler_core', 'config') FROM changed
 -- and the earliest nextAttemptAt of its pending tasks (one step into each half of the
 -- queue's part of the due index; none for a paused queue), with the clock.
 SELECT now() AS db_now, c.queue, c.paused, {config_columns},
+       EXISTS (SELECT 1 FROM scheduler_hosts) AS hosts_throttled,  -- postgresql.hosts.sql
        CASE WHEN c.paused THEN NULL ELSE LEAST(
            (SELECT t.next_attempt_at FROM scheduler_tasks t
             WHERE t.queue = c.queue AND t.status = 'pending' AND NOT t.has_failed
@@ -320,7 +321,7 @@ RETURNING t.id::text AS id, t.attempts, t.attempts - t.budget_start AS attempts_
 -- One queue's due tasks: two range scans of its part of the due index (never failed,
 -- then failed), merged in claim order. The queue's row is share-locked and must not be
 -- paused: a pause (an UPDATE of the row) waits for the claims under way, and every claim
--- after it sees it.
+-- after it sees it. The host filter: per-host backpressure (postgresql.hosts.sql).
 WITH open_queue AS (
     SELECT queue FROM scheduler_config
     WHERE queue = %(queue)s AND NOT paused
@@ -329,6 +330,7 @@ WITH open_queue AS (
     SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
     WHERE queue = %(queue)s AND status = 'pending' AND NOT has_failed
       AND next_attempt_at <= now() AND EXISTS (SELECT 1 FROM open_queue)
+      AND {host_filter}
     ORDER BY next_attempt_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -336,6 +338,7 @@ WITH open_queue AS (
     SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
     WHERE queue = %(queue)s AND status = 'pending' AND has_failed
       AND next_attempt_at <= now() AND EXISTS (SELECT 1 FROM open_queue)
+      AND {host_filter}
     ORDER BY next_attempt_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -230,6 +230,7 @@ WHERE queue = :queue
 -- queue's part of the due index; none for a paused queue), with the clock (SQLite's own,
 -- read now: this is no write transaction).
 SELECT {clock} AS db_now, c.queue, c.paused, {config_columns},
+       EXISTS (SELECT 1 FROM scheduler_hosts) AS hosts_throttled,  -- sqlite.hosts.sql
        CASE WHEN c.paused THEN NULL ELSE (SELECT min(due) FROM (
             SELECT (SELECT t.next_attempt_at FROM scheduler_tasks t
                     WHERE t.queue = c.queue AND t.status = 'pending' AND t.has_failed = 0
@@ -276,7 +277,8 @@ RETURNING id, attempts, attempts - budget_start AS attempts_in_budget, max_retri
 
 -- name: claim_due
 -- One queue's due tasks, unless it is paused: two range scans of its part of the due
--- index (never failed, then failed), merged in claim order.
+-- index (never failed, then failed), merged in claim order. The host filter: per-host
+-- backpressure (sqlite.hosts.sql).
 -- A chosen task past its notAfter is not called: it ends stale here, no attempt counted
 -- (the caller skips it and claims again for the room it leaves).
 UPDATE scheduler_tasks
@@ -292,7 +294,7 @@ WHERE id IN (
         SELECT * FROM (
             SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
             WHERE queue = :queue AND status = 'pending' AND has_failed = 0
-              AND next_attempt_at <= {now}
+              AND next_attempt_at <= {now} AND {host_filter}
             ORDER BY next_attempt_at, seq
             LIMIT :limit
         )
@@ -300,7 +302,7 @@ WHERE id IN (
         SELECT * FROM (
             SELECT id, has_failed, next_attempt_at, seq FROM scheduler_tasks
             WHERE queue = :queue AND status = 'pending' AND has_failed = 1
-              AND next_attempt_at <= {now}
+              AND next_attempt_at <= {now} AND {host_filter}
             ORDER BY next_attempt_at, seq
             LIMIT :limit
         )
