@@ -32,7 +32,23 @@ def scheduler_run_attempt(task: ClaimedTask) -> Generator[None, RecordedOutcome,
 
 def log_outcome(task: ClaimedTask, recorded: RecordedOutcome) -> None:
     outcome, decision = recorded.outcome, recorded.decision
-    if decision is None:
+    if decision is None and outcome.async_timeout_s is not None:
+        log.info(
+            "task=%s attempt=%d accepted (202, Scheduler-Async): waiting up to %d s for its "
+            "completion URL",
+            task.id,
+            task.attempt,
+            outcome.async_timeout_s,
+        )
+    elif recorded.snoozed and decision is not None:
+        log.info(
+            "task=%s attempt=%d snoozed by the receiver (status %s): due again in %d ms",
+            task.id,
+            task.attempt,
+            outcome.status_code,
+            decision.retry_in_ms,
+        )
+    elif decision is None:
         log.info(
             "task=%s attempt=%d resolved status=%s duration_ms=%d lateness_ms=%s",
             task.id,
@@ -42,8 +58,9 @@ def log_outcome(task: ClaimedTask, recorded: RecordedOutcome) -> None:
             recorded.lateness_ms,
         )
     elif decision.is_stale:
+        # Why it is stale (budget spent, a staleCode, the deadline) is in the error.
         log.warning(
-            "task=%s attempt=%d failed (%s); stale, no retries left",
+            "task=%s attempt=%d failed (%s); stale",
             task.id,
             task.attempt,
             outcome.error,

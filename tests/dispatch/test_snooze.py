@@ -148,3 +148,24 @@ def test_snoozed_attempts_are_counted_as_snoozed_in_the_metrics(
     dispatcher.tick()
     text = client.get("/metrics").get_data(as_text=True)
     assert 'scheduler_attempts_total{outcome="snoozed",queue="default"} 1.0' in text
+
+
+def test_the_delivery_log_says_snoozed_and_waiting_not_failed_or_resolved(
+    client, dispatcher, receiver, caplog
+):
+    # An operator reading the log must not take a snooze for a failure, nor a 202 that
+    # waits for its completion URL for a resolved task.
+    receiver.behave("/busy", statuses=[503], headers={"Scheduler-Snooze": "30"})
+    receiver.behave("/long", statuses=[202], headers={"Scheduler-Async": "600"})
+    snoozed = enqueue(client, receiver.url("/busy"))
+    waiting = enqueue(client, receiver.url("/long"))
+    with caplog.at_level("INFO", logger="scheduler_core.delivery"):
+        dispatcher.tick()
+    lines = {r.getMessage().split()[0]: r.getMessage() for r in caplog.records}
+    assert lines[f"task={snoozed['id']}"].endswith(
+        "attempt=1 snoozed by the receiver (status 503): due again in 30000 ms"
+    )
+    assert lines[f"task={waiting['id']}"].endswith(
+        "attempt=1 accepted (202, Scheduler-Async): waiting up to 600 s for its completion URL"
+    )
+    assert task(client, waiting["id"])["status"] == "running"
