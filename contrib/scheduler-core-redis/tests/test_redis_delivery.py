@@ -69,12 +69,16 @@ def test_a_stream_task_is_added_with_the_body_and_every_header(
         "x-scheduler-task-id",
         "x-scheduler-attempt",
         "authorization",
+        "x-scheduler-complete-url",
+        "x-scheduler-fail-url",
     ]
     assert fields["content-type"] == b"application/json"
     assert fields["user-agent"].startswith(b"scheduler-core/")
     assert fields["x-scheduler-task-id"] == created["id"].encode()
     assert fields["x-scheduler-attempt"] == b"1"
     assert fields["authorization"] == b"Bearer tok-123"
+    assert b"/callbacks/v1/complete/" in fields["x-scheduler-complete-url"]
+    assert b"/callbacks/v1/fail/" in fields["x-scheduler-fail-url"]
     [attempt] = get_attempts(client, created["id"])
     assert attempt["outcome"] == "resolved" and attempt["latenessMs"] is not None
 
