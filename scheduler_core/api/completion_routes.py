@@ -16,6 +16,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from scheduler_core.api.body import json_body
 from scheduler_core.api.errors import ApiError
+from scheduler_core.api.schemas_completion import completion_result, fail_body
+from scheduler_core.api.schemas_tasks import load
 from scheduler_core.completion import COMPLETION_PATH, Action, BadToken, ExpiredToken
 from scheduler_core.dispatcher.decision import budget_spent, decide
 from scheduler_core.judgement import MAX_RETRY_AFTER_MS, clean_error
@@ -60,15 +62,7 @@ def complete(token: str) -> Response:
           description: "The task is resolved."
           content:
             application/json:
-              schema:
-                type: object
-                properties:
-                  taskId: {type: string, format: uuid, description: "The task."}
-                  attempt: {type: integer, description: "The attempt the URL belongs to."}
-                  outcome: {type: string, enum: [resolved, failed],
-                            description: "What the attempt came to."}
-                  status: {type: string, enum: [resolved, pending, stale],
-                           description: "The task's status now."}
+              schema: CompletionResult
         404: {description: "The token is not genuine, or the task is gone (not_found).",
               content: {application/json: {schema: Error}}}
         409: {description: "The attempt is no longer the one waiting: completed or failed
@@ -100,14 +94,7 @@ def fail(token: str) -> Response:
         required: false
         content:
           application/json:
-            schema:
-              type: object
-              additionalProperties: false
-              properties:
-                error: {type: string, description: "Why, as lastError shows it (cleaned,
-                  at most 500 characters)."}
-                retryAfterSeconds: {type: integer, minimum: 0, description: "Try again
-                  this much later (capped at retry_backoff_max_ms)."}
+            schema: FailBody
       parameters:
         - {name: token, in: path, required: true, schema: {type: string},
            description: "The signed token of the URL the callback carried."}
@@ -116,15 +103,7 @@ def fail(token: str) -> Response:
           description: "The attempt failed; the task is pending or stale."
           content:
             application/json:
-              schema:
-                type: object
-                properties:
-                  taskId: {type: string, format: uuid, description: "The task."}
-                  attempt: {type: integer, description: "The attempt the URL belongs to."}
-                  outcome: {type: string, enum: [resolved, failed],
-                            description: "What the attempt came to."}
-                  status: {type: string, enum: [resolved, pending, stale],
-                           description: "The task's status now."}
+              schema: CompletionResult
         400: {$ref: "#/components/responses/BadRequest"}
         413: {$ref: "#/components/responses/PayloadTooLarge"}
         404: {description: "The token is not genuine, or the task is gone (not_found).",
@@ -189,36 +168,26 @@ def _settle(token: str, action: Action, settle: SettleWith) -> Response:
     else:
         task_status = "stale" if recorded.decision.is_stale else "pending"
     return jsonify(
-        {
-            "taskId": recorded.task_id,
-            "attempt": recorded.attempt,
-            "outcome": recorded.kind.value,
-            "status": task_status,
-        }
+        completion_result.dump(
+            {
+                "taskId": recorded.task_id,
+                "attempt": recorded.attempt,
+                "outcome": recorded.kind.value,
+                "status": task_status,
+            }
+        )
     )
 
 
 def _fail_body() -> tuple[str | None, int | None]:
-    """The fail URL's optional body: `error` (a string) and `retryAfterSeconds` (an
-    integer >= 0), nothing else. 400 with the fields at fault otherwise."""
+    """The fail URL's optional body (FailBodySchema): the error and the retry delay in ms.
+    400 with the fields at fault when it is not valid."""
     if not request.get_data(cache=True).strip():
         return None, None
-    body = json_body()
-    if not isinstance(body, dict):
-        raise ApiError(400, "validation_error", "The body must be a JSON object.")
-    problems: dict[str, list[str]] = {}
-    for name in sorted(set(body) - {"error", "retryAfterSeconds"}):
-        problems[name] = ["Unknown field."]
-    error = body.get("error")
-    if error is not None and not isinstance(error, str):
-        problems["error"] = ["Not a valid string."]
-    seconds = body.get("retryAfterSeconds")
-    if seconds is not None and (type(seconds) is not int or seconds < 0):
-        problems["retryAfterSeconds"] = ["Must be an integer of seconds, at least 0."]
-    if problems:
-        raise ApiError(400, "validation_error", "The fail body is not valid.", problems)
+    body = load(fail_body, json_body(), "The fail body")
+    seconds = body["retry_after_s"]
     retry_after_ms = None if seconds is None else min(seconds * 1000, MAX_RETRY_AFTER_MS)
-    return error, retry_after_ms
+    return body["error"], retry_after_ms
 
 
 def _config(queue: str) -> RuntimeConfig:

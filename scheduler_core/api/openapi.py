@@ -48,6 +48,7 @@ import scheduler_core
 SCHEMA_MODULES: tuple[str, ...] = (
     "scheduler_core.api.schemas",
     "scheduler_core.api.schemas_common",
+    "scheduler_core.api.schemas_completion",
     "scheduler_core.api.schemas_hosts",
     "scheduler_core.api.schemas_queues",
     "scheduler_core.api.schemas_schedules",

@@ -263,6 +263,32 @@ def _out(description: str, **extra: Any) -> dict[str, Any]:
     return {"description": description, **extra}
 
 
+def rules_output_fields() -> tuple[Timestamp, StatusRules, StatusRules]:
+    """The delivery rules as a task (or a schedule's template) shows them: notAfter,
+    successCodes, staleCodes, null for a default. Made per schema, in place (an ordered
+    schema keeps its fields in the order they were made)."""
+    return (
+        Timestamp(
+            attribute="not_after",
+            allow_none=True,
+            required=True,
+            metadata=_out("Never called after this time; null: no deadline."),
+        ),
+        StatusRules(
+            attribute="success_codes",
+            allow_none=True,
+            required=True,
+            metadata=_out('The status codes that resolve the task, as given; null: ["2xx"].'),
+        ),
+        StatusRules(
+            attribute="stale_codes",
+            allow_none=True,
+            required=True,
+            metadata=_out("The status codes that end the task stale at once; null: none."),
+        ),
+    )
+
+
 class TaskOutputSchema(ResponseSchema):
     """A task as the API returns it. There is deliberately no webhookAuth field:
     it is write-only."""
@@ -317,24 +343,7 @@ class TaskOutputSchema(ResponseSchema):
         required=True,
         metadata=_out("The key given at enqueue, or null."),
     )
-    notAfter = Timestamp(
-        attribute="not_after",
-        allow_none=True,
-        required=True,
-        metadata=_out("Never called after this time; null: no deadline."),
-    )
-    successCodes = StatusRules(
-        attribute="success_codes",
-        allow_none=True,
-        required=True,
-        metadata=_out('The status codes that resolve the task, as given; null: ["2xx"].'),
-    )
-    staleCodes = StatusRules(
-        attribute="stale_codes",
-        allow_none=True,
-        required=True,
-        metadata=_out("The status codes that end the task stale at once; null: none."),
-    )
+    notAfter, successCodes, staleCodes = rules_output_fields()
     lastError = fields.String(
         attribute="last_error",
         allow_none=True,

@@ -28,8 +28,9 @@ from scheduler_core.api.schemas import (
     check_name,
     check_webhook_url,
     header_value_problem,
+    rules_output_fields,
 )
-from scheduler_core.api.schemas_rules import DeliveryRulesInput, StatusRules
+from scheduler_core.api.schemas_rules import DeliveryRulesInput
 from scheduler_core.marshmallow_base import ResponseSchema, StrictBoolean, StrictInteger
 from scheduler_core.models import DEFAULT_QUEUE
 from scheduler_core.names import NAME_RULE
@@ -295,24 +296,7 @@ class ScheduleOutputSchema(ResponseSchema):
         required=True,
         metadata=_out("Each task's retry override, or null."),
     )
-    notAfter = Timestamp(
-        attribute="not_after",
-        allow_none=True,
-        required=True,
-        metadata=_out("Each task's notAfter: never called after this time; null: none."),
-    )
-    successCodes = StatusRules(
-        attribute="success_codes",
-        allow_none=True,
-        required=True,
-        metadata=_out('Each task\'s successCodes, as given; null: ["2xx"].'),
-    )
-    staleCodes = StatusRules(
-        attribute="stale_codes",
-        allow_none=True,
-        required=True,
-        metadata=_out("Each task's staleCodes, as given; null: none."),
-    )
+    notAfter, successCodes, staleCodes = rules_output_fields()  # each fired task's
     nextFireAt = Timestamp(
         attribute="next_fire_at",
         allow_none=True,
