@@ -32,6 +32,8 @@ from scheduler_core.settings import (
     MAX_DELIVERY_THREADS,
     MAX_TIMEOUT_S,
     Settings,
+    listening_url,
+    public_url_is_set,
 )
 from scheduler_core.store import Store, StoreError, open_store
 from scheduler_core.store.base import QueueNotFound
@@ -282,6 +284,8 @@ def serve(
             "can reach it can enqueue callbacks",
             host,
         )
+    if not public_url_is_set():  # the completion URLs lead back here: --host, --port, 0
+        plugins.public_url = listening_url(host, server.effective_port)
     if dispatcher is not None:
         dispatcher.start()
     log.info("listening on http://%s:%s", host, server.effective_port)

@@ -121,7 +121,7 @@ def steered_by_receiver(
         return DeliveryOutcome(
             ok=False,
             status_code=status,
-            error=f"HTTP {status}: snoozed for {snooze_ms} ms by Scheduler-Snooze",
+            error=snooze_error(status, snooze_ms),
             duration_ms=duration_ms,
             snooze_ms=snooze_ms,
         )
@@ -132,6 +132,11 @@ def steered_by_receiver(
                 ok=True, status_code=status, duration_ms=duration_ms, async_timeout_s=timeout_s
             )
     return None
+
+
+def snooze_error(status: int | None, delay_ms: int) -> str:
+    """lastError of a snoozed attempt: its status and the delay it was given (ms)."""
+    return f"HTTP {status}: snoozed for {delay_ms} ms by Scheduler-Snooze"
 
 
 def parse_async_timeout(value: str | None) -> int | None:

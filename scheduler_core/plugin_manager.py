@@ -83,6 +83,7 @@ class PluginManager:
         # The completion URLs' signer, once a store is attached (use_store): every
         # callback then carries X-Scheduler-Complete-Url and X-Scheduler-Fail-Url.
         self.completion_tokens: CompletionTokens | None = None
+        self._public_url: str | None = None
         self._latest_config: dict[str, RuntimeConfig] = {}
         self._pm = pluggy.PluginManager(PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
@@ -210,7 +211,21 @@ class PluginManager:
         if self.completion_tokens is None:
             from scheduler_core.completion import CompletionTokens
 
-            self.completion_tokens = CompletionTokens(store, self.settings.public_url)
+            self.completion_tokens = CompletionTokens(store, self.public_url)
+
+    @property
+    def public_url(self) -> str:
+        """The base of the completion URLs: SCHEDULER_PUBLIC_URL, or where `serve`
+        listens (set once it does)."""
+        if self.completion_tokens is not None:
+            return self.completion_tokens.public_url
+        return self._public_url or self.settings.public_url
+
+    @public_url.setter
+    def public_url(self, url: str) -> None:
+        self._public_url = url.rstrip("/")
+        if self.completion_tokens is not None:
+            self.completion_tokens.public_url = self._public_url
 
     # -- the runtime config attempts decide with ------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -116,18 +117,31 @@ def _api_keys(raw: str | None) -> tuple[str, ...]:
     return keys
 
 
+def listening_url(host: str, port: int) -> str:
+    """``http://host:port`` of a server listening on `host`: a wildcard (0.0.0.0, ::) read
+    as 127.0.0.1, an IPv6 address in brackets."""
+    if host in {"0.0.0.0", "::", "[::]"}:
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def public_url_is_set(env: Mapping[str, str] | None = None) -> bool:
+    """Whether SCHEDULER_PUBLIC_URL names the URLs' base (else `serve` derives it from
+    where it listens)."""
+    return bool(
+        ((env if env is not None else os.environ).get("SCHEDULER_PUBLIC_URL") or "").strip()
+    )
+
+
 def _public_url(env: os._Environ[str]) -> str:
     """SCHEDULER_PUBLIC_URL, checked: http(s), a host, no query or fragment; trailing
     slashes dropped. Unset: derived from SCHEDULER_HOST and SCHEDULER_PORT (serve's)."""
     raw = (env.get("SCHEDULER_PUBLIC_URL") or "").strip()
     if not raw:
         host = (env.get("SCHEDULER_HOST") or "").strip() or "127.0.0.1"
-        if host in {"0.0.0.0", "::", "[::]"}:
-            host = "127.0.0.1"
-        elif ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        port = _port(env, "SCHEDULER_PORT") or 8080
-        return f"http://{host}:{port}"
+        return listening_url(host, _port(env, "SCHEDULER_PORT") or 8080)
     parts = urlsplit(raw)
     if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(

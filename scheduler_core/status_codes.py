@@ -26,23 +26,34 @@ class StatusRuleError(ValueError):
 def parse_rule(value: Any) -> StatusRule:
     """`value` as a rule: an int in 100..599 is kept, a class like "2xx" becomes lower case.
 
-    Raises StatusRuleError for anything else (booleans, fractions, "200", "2XX0", 600)."""
+    Raises StatusRuleError for anything else (booleans, fractions, "200", " 2xx", 600)."""
     if isinstance(value, bool):  # True is an int to Python, never a code to a user
-        raise StatusRuleError(f"{value!r} is not a status code")
+        raise StatusRuleError(f"{str(value).lower()} is not a status code")
     if isinstance(value, int):
         if MIN_CODE <= value <= MAX_CODE:
             return value
         raise StatusRuleError(f"{value} is outside {MIN_CODE}..{MAX_CODE}")
     if isinstance(value, str):
-        text = value.strip().lower()
+        text = value.lower()
         if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
             return text
         raise StatusRuleError(
             f"{value[:20]!r} is not a status class: write a digit 1..5 then 'xx', like '2xx'"
         )
-    raise StatusRuleError(
-        f"a rule is a status code or a class like '2xx', not {type(value).__name__}"
-    )
+    raise StatusRuleError(f"a rule is a status code or a class like '2xx', not {_json_kind(value)}")
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words (for an error message)."""
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return "a fraction" if not value.is_integer() else "a number with a fraction part"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "this value"
 
 
 def parse_rules(values: Iterable[Any]) -> tuple[StatusRule, ...]:

@@ -51,6 +51,11 @@ CREATE TABLE scheduler_keys (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Running tasks of a host, counted when its concurrency is limited.
+-- Callbacks in flight, counted at each limited claim (a queue's max_concurrent_dispatches,
+-- a throttled host's max_concurrent): a task waiting for its completion URL
+-- (Scheduler-Async) is running but holds no callback, so it is left out of both.
 CREATE INDEX scheduler_tasks_running_host ON scheduler_tasks (target_host)
-    WHERE status = 'running';
+    WHERE status = 'running' AND async_timeout_s IS NULL;
+DROP INDEX scheduler_tasks_running_queue;
+CREATE INDEX scheduler_tasks_running_queue ON scheduler_tasks (queue)
+    WHERE status = 'running' AND async_timeout_s IS NULL;

@@ -10,6 +10,7 @@ age) has passed, 410. Errors in the API's JSON error shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -19,10 +20,11 @@ from scheduler_core.api.errors import ApiError
 from scheduler_core.api.schemas_completion import completion_result, fail_body
 from scheduler_core.api.schemas_tasks import load
 from scheduler_core.completion import COMPLETION_PATH, Action, BadToken, ExpiredToken
-from scheduler_core.dispatcher.decision import budget_spent, decide
+from scheduler_core.dispatcher.decision import budget_spent, decide, within_deadline
 from scheduler_core.judgement import MAX_RETRY_AFTER_MS, clean_error
 from scheduler_core.models import DeliveryOutcome, RecordedOutcome, RetryDecision
 from scheduler_core.plugin_manager import PluginManager
+from scheduler_core.redaction import REDACTED, redact
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.store.base import QueueNotFound, Store
 from scheduler_core.store.completions import AwaitedAttempt, Settled
@@ -123,15 +125,16 @@ def fail(token: str) -> Response:
         outcome = DeliveryOutcome(
             ok=False,
             status_code=ASYNC_STATUS,
-            error=clean_error(error or DEFAULT_FAIL_ERROR, task),
+            error=clean_error(receiver_error(error or DEFAULT_FAIL_ERROR), task),
             duration_ms=awaited.elapsed_ms,
             retry_after_ms=retry_after_ms,
         )
-        decision = decide(task, outcome, config, _plugins().retry_decision)
+        decision: RetryDecision | None = decide(task, outcome, config, _plugins().retry_decision)
         if retry_after_ms is not None and not budget_spent(
             task.attempts_in_budget, task.max_retries, config
         ):
             decision = RetryDecision(min(retry_after_ms, config.retry_backoff_max_ms))
+        outcome, decision = within_deadline(task, outcome, decision)  # notAfter
         return RecordedOutcome(task.id, task.attempt, outcome, decision, queue=task.queue)
 
     return _settle(token, "fail", settle)
@@ -177,6 +180,18 @@ def _settle(token: str, action: Action, settle: SettleWith) -> Response:
             }
         )
     )
+
+
+# A completion URL quoted in a fail body: its token is a credential for that attempt.
+_COMPLETION_TOKEN = re.compile(r"(/callbacks/v1/(?:complete|fail)/)[A-Za-z0-9_.~%-]+")
+
+
+def receiver_error(text: str) -> str:
+    """A fail body's `error` without the secrets the task does not know of: the API keys,
+    and the token of any completion URL it quotes (the task's own are redacted by
+    clean_error)."""
+    text = _COMPLETION_TOKEN.sub(r"\1" + REDACTED, text)
+    return redact(text, _plugins().settings.api_keys)
 
 
 def _fail_body() -> tuple[str | None, int | None]:

@@ -197,7 +197,7 @@ def check_rules_with(task: Task, execute_at: datetime | None, rules: RuleChange)
     stale = task.stale_codes if rules.stale_codes is UNCHANGED else rules.stale_codes
     details: dict[str, list[str]] = {}
     assert not isinstance(not_after, _Unchanged)
-    problem = not_after_problem(not_after, at)
+    problem = not_after_problem(not_after, at, check_now=rules.not_after is not UNCHANGED)
     if problem:
         field = "notAfter" if rules.not_after is not UNCHANGED else "executeAt"
         details[field] = [

@@ -93,16 +93,20 @@ def overlap_message(rules: list[StatusRule], success_given: bool) -> str:
 
 
 def not_after_problem(
-    not_after: datetime | None, execute_at: datetime | None, now: datetime | None = None
+    not_after: datetime | None,
+    execute_at: datetime | None,
+    now: datetime | None = None,
+    *,
+    check_now: bool = True,
 ) -> str | None:
-    """Why `not_after` cannot go with `execute_at` (None: due now), or None."""
+    """Why `not_after` cannot go with `execute_at` (None: due now), or None. With
+    `check_now`, a notAfter already past (the server's clock) is refused too, whatever
+    executeAt says: such a task, or each task of a schedule, could never be called."""
     if not_after is None:
         return None
-    if execute_at is not None:
-        if not_after < execute_at:
-            return "Must not be earlier than executeAt: the task could never be called."
-        return None
-    if not_after < (now or datetime.now(UTC)):
+    if execute_at is not None and not_after < execute_at:
+        return "Must not be earlier than executeAt: the task could never be called."
+    if check_now and not_after < (now or datetime.now(UTC)):
         return "Must not be in the past: the task could never be called."
     return None
 
@@ -140,17 +144,21 @@ class DeliveryRulesInput(Schema):
         if value is not None and not EARLIEST <= value <= LATEST:
             raise ValidationError("Must be between 1970 and 9000.")
 
+    @validates("successCodes")
+    def _check_success_codes(self, value: tuple[StatusRule, ...] | None, **_: Any) -> None:
+        informational = {"1xx", *range(100, 200)}
+        if value is not None and all(rule in informational for rule in value):
+            raise ValidationError(
+                "Must name at least one final status (200..599, or a class from 2xx): "
+                "informational 1xx answers never count, so the task could never resolve."
+            )
+
     @validates_schema(skip_on_field_errors=True)
     def _check_rules_together(self, data: dict[str, Any], **_: Any) -> None:
         codes = overlap(data.get("successCodes"), data.get("staleCodes"))
         if codes:
             message = overlap_message(codes, data.get("successCodes") is not None)
             raise ValidationError(message, "staleCodes")
-        if self.CHECK_NOT_AFTER_AGAINST_NOW or data.get("executeAt") is not None:
-            problem = not_after_problem(data.get("notAfter"), data.get("executeAt"))
-            if problem:
-                raise ValidationError(problem, "notAfter")
-
-    # Enqueue: a notAfter with no executeAt is measured against now. PATCH and schedule
-    # templates measure it otherwise (the task's own executeAt; each fire time).
-    CHECK_NOT_AFTER_AGAINST_NOW = True
+        problem = not_after_problem(data.get("notAfter"), data.get("executeAt"))
+        if problem:
+            raise ValidationError(problem, "notAfter")

@@ -111,8 +111,6 @@ class _TemplateFields(DeliveryRulesInput):
     class Meta:
         unknown = RAISE
 
-    CHECK_NOT_AFTER_AGAINST_NOW = False  # each fire is its own executeAt
-
     webhookAuth = fields.String(
         allow_none=True,
         validate=_check_auth,

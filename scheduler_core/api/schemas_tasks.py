@@ -167,7 +167,6 @@ class TaskPatchSchema(DeliveryRulesInput):
     is refused, the task's other fields by name."""
 
     OPENAPI_EXTRA = {"minProperties": 1}
-    CHECK_NOT_AFTER_AGAINST_NOW = False  # the route checks it against the task's executeAt
 
     class Meta:
         unknown = RAISE

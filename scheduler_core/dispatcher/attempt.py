@@ -8,12 +8,13 @@ delivery and retry hooks), ``trylast``; observers wrap it.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from scheduler_core.callback import build_callback
 from scheduler_core.dispatcher.decision import decide, within_deadline
 from scheduler_core.hookspecs import hookimpl
-from scheduler_core.judgement import clean_error, judge, judge_legacy
+from scheduler_core.judgement import clean_error, judge, judge_legacy, snooze_error
 from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.signing import Signer
@@ -53,16 +54,19 @@ class AttemptPipeline:
         now_config = self._plugins.current_config(config, task.queue)  # at the failure
         decision = decide(task, outcome, now_config, self._plugins.retry_decision)
         outcome, decision = within_deadline(task, outcome, decision)
+        # A snooze past notAfter is no snooze: the task is stale, the attempt failed.
+        snoozed = outcome.snooze_ms is not None and decision is not None and not decision.is_stale
+        if snoozed and decision is not None:  # lastError says the delay as capped
+            outcome = replace(
+                outcome, error=snooze_error(outcome.status_code, decision.retry_in_ms or 0)
+            )
         return RecordedOutcome(
             task.id,
             task.attempt,
             outcome,
             decision,
             lateness_ms(task, sent_at or started),
-            # A snooze past notAfter is no snooze: the task is stale, the attempt failed.
-            snoozed=outcome.snooze_ms is not None
-            and decision is not None
-            and not decision.is_stale,
+            snoozed=snoozed,
         )
 
 

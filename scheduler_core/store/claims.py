@@ -71,7 +71,8 @@ class ClaimVerbs(HostVerbs):
         with self._read() as cur:
             cur.execute(self.q["dispatch_state"])
             rows = [dict(row) for row in cur.fetchall()]
-            throttled = any(row.pop("hosts_throttled") for row in rows)
+            # Every row carries the flag: each gives it up (any() would stop at the first).
+            throttled = any([bool(row.pop("hosts_throttled")) for row in rows])
             self._note_hosts_exist(throttled)
             holds = self._host_holds(cur) if self._hosts_in_play() else None
             unheld = self._next_due_unheld(cur, holds.held) if holds and holds.held else None

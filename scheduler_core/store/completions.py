@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+import time
 from abc import abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from scheduler_core.encryption import AuthCipher, reveal
 from scheduler_core.models import ClaimedTask, RecordedOutcome, TaskStatus
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ Settle = Callable[[AwaitedAttempt], RecordedOutcome]
 class CompletionVerbs:
     q: dict[str, str]
     changes: ChangeFeed
+    cipher: AuthCipher | None
 
     @abstractmethod
     def _tx(self) -> AbstractContextManager[Cursor]: ...
@@ -98,13 +101,20 @@ class CompletionVerbs:
                     ClaimedTask(
                         id=row["id"],
                         webhook_url=row["webhook_url"],
-                        webhook_auth=None,
+                        # Opened so the fail body's error is redacted of it.
+                        webhook_auth=reveal(row["webhook_auth"], self.cipher)[0],
                         execute_at=self._time(row["execute_at"]),
                         payload_json="null",
                         attempt=attempt,
                         attempts_in_budget=row["attempts_in_budget"],
                         max_retries=row["max_retries"],
                         queue=row["queue"],
+                        not_after=None
+                        if row["not_after"] is None
+                        else self._time(row["not_after"]),
+                        # The database clock now: what decision.db_now reads.
+                        next_attempt_at=self._time(row["db_now"]),
+                        claimed_monotonic=time.monotonic(),
                     ),
                     int(row["elapsed_ms"] or 0),
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.cli.conftest import Processes, api, enqueue, set_db_config
 from tests.support.receiver import Receiver
@@ -117,3 +118,25 @@ def test_silence_past_the_async_timeout_fails_the_attempt_and_the_url_is_gone(
     late = api(server, "POST", complete)
     assert late.status_code == 410
     assert late.json()["error"]["code"] == "gone"
+
+
+def test_serve_without_a_public_url_signs_urls_that_lead_back_to_where_it_listens(
+    processes: Processes, clean_database: str, receiver: Receiver
+) -> None:
+    # `serve --port 0` (or any --port, --host) with SCHEDULER_PUBLIC_URL unset: the URLs
+    # must name the port it really listens on, not the default 8080 (another server, or
+    # nothing).
+    receiver.behave("/long", statuses=[202], headers={"Scheduler-Async": "600"})
+    server = processes.serve(clean_database, env={"SCHEDULER_PUBLIC_URL": ""})
+    [created] = enqueue(server, {"webhookUrl": receiver.url("/long")})
+    [call] = receiver.wait_for(1, "/long", timeout=30)
+    complete = call.header("X-Scheduler-Complete-Url") or ""
+    assert complete.startswith(f"{server.base_url}/callbacks/v1/complete/"), complete
+    wait_until(
+        lambda: _attempts(server, created["id"])[0]["statusCode"] == 202,
+        timeout=30,
+        message="for the 202 to be recorded",
+    )
+    answer = requests.post(complete, timeout=15)  # exactly as the receiver would
+    assert answer.status_code == 200, answer.text
+    assert api(server, "GET", f"/api/v1/tasks/{created['id']}").json()["status"] == "resolved"

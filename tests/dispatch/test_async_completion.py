@@ -271,3 +271,48 @@ def test_a_completion_before_the_202_arrives_resolves_and_the_202_changes_nothin
     after = task(client, created["id"])
     assert after["status"] == "resolved"
     assert attempts(client, created["id"])[0]["outcome"] == "resolved"
+
+
+def test_a_task_waiting_for_its_completion_url_holds_no_place_in_flight(
+    client, dispatcher, receiver, store
+):
+    # max_concurrent_dispatches counts callbacks in flight; a task waiting (up to a day)
+    # for its completion URL holds none, so it must not stall the queue behind it.
+    set_config(store, max_concurrent_dispatches=1)
+    waiting = _awaiting(client, dispatcher, receiver, "/long")
+    assert task(client, waiting["id"])["status"] == "running"
+    quick = enqueue(client, receiver.url("/quick"))
+    dispatcher.tick()
+    assert task(client, quick["id"])["status"] == "resolved"
+
+
+def test_a_fail_body_never_shows_a_secret(client, dispatcher, receiver):
+    # The receiver's error text may quote what it was sent: the task's webhookAuth, or a
+    # completion URL (its token completes the attempt).
+    created = _awaiting(client, dispatcher, receiver, webhookAuth="Bearer TOPSECRET-XYZ")
+    complete, fail = _urls(receiver, "/job")
+    error = f"auth was Bearer TOPSECRET-XYZ; finish at http://h{complete}"
+    assert client.post(fail, json={"error": error}).status_code == 200
+    shown = task(client, created["id"])["lastError"]
+    history = attempts(client, created["id"])[0]["error"]
+    for text in (shown, history):
+        assert "TOPSECRET" not in text
+        assert complete.rsplit("/", 1)[1] not in text
+        assert "[redacted]" in text
+
+
+def test_a_fail_after_not_after_ends_the_task_stale_at_once(client, dispatcher, receiver, db):
+    from datetime import UTC, timedelta
+
+    soon = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
+    created = _awaiting(client, dispatcher, receiver, notAfter=soon, maxRetries=5)
+    db.sql(
+        postgresql="UPDATE scheduler_tasks SET not_after = now() - interval '1 second'"
+        " WHERE id = %s",
+        sqlite="UPDATE scheduler_tasks SET not_after = not_after - 60000000 WHERE id = %s",
+        params=(created["id"],),
+    )
+    _, fail = _urls(receiver, "/job")
+    answer = client.post(fail, json={"error": "out of disk", "retryAfterSeconds": 1})
+    assert answer.status_code == 200 and answer.json["status"] == "stale"
+    assert task(client, created["id"])["lastError"] == "deadline passed: out of disk"

@@ -55,6 +55,10 @@ def test_a_snooze_is_capped_at_retry_backoff_max_ms(client, dispatcher, receiver
     created = enqueue(client, receiver.url("/busy"))
     dispatcher.tick()
     assert 4_000 <= _snooze_delay_ms(client, created["id"]) <= 6_000
+    # lastError says the delay the task was given, not the one asked for.
+    assert task(client, created["id"])["lastError"] == (
+        "HTTP 200: snoozed for 5000 ms by Scheduler-Snooze"
+    )
 
 
 def test_a_malformed_snooze_is_ignored_and_the_answer_judged_as_usual(client, dispatcher, receiver):

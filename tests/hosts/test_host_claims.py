@@ -166,3 +166,22 @@ def test_claims_from_several_stores_keep_a_hosts_concurrency(
     assert sum(taken) == 3
     running = db.execute("SELECT count(*) FROM scheduler_tasks WHERE status = 'running'")
     assert running[0][0] == 3
+
+
+def test_a_throttled_host_with_several_queues_leaves_every_queue_served(
+    store: Store, db: TestDatabase
+) -> None:
+    # A throttled host used to break every wake-up's read as soon as a second queue
+    # existed (the flag was taken from the first queue's row only): no queue was served.
+    store.put_queue("other", {})
+    a_ids = enqueue(store, A, 1)
+    [(other, _)] = store.enqueue([NewTask(webhook_url=B, queue="other")])
+    [(default_b, _)] = store.enqueue([NewTask(webhook_url=B)])
+    store.record_host_feedback({"127.0.0.1:8001": (60_000, 1)}, ())
+
+    state = store.dispatch_state()
+    assert sorted(q.name for q in state.queues) == ["default", "other"]
+    assert all(state.due_in_s_of(q) <= 0 for q in state.queues)
+    assert [t.id for t in store.claim_due(10, LEASE_MS)] == [default_b.id]
+    assert [t.id for t in store.claim_due(10, LEASE_MS, queue="other")] == [other.id]
+    assert store.get(a_ids[0]).status.value == "pending"

@@ -61,6 +61,10 @@ def test_bad_template_rules_are_refused_and_nothing_is_stored(client: FlaskClien
     response = _create(client, successCodes=[410], staleCodes=[410])
     assert response.status_code == 400
     assert "staleCodes" in response.json["error"]["details"]
+    # A notAfter already past: every task the schedule fired would be stale unsent.
+    response = _create(client, notAfter="2020-01-01T00:00:00Z")
+    assert response.status_code == 400
+    assert "in the past" in " ".join(response.json["error"]["details"]["notAfter"])
     assert client.get(BASE).json["schedules"] == []
 
 

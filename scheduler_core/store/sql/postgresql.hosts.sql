@@ -9,7 +9,8 @@ SELECT h.host, h.blocked_until, h.blocked_until > now() AS blocked, h.max_concur
        h.max_per_second, h.bucket_tokens, h.bucket_at, now() AS db_now,
        CASE WHEN h.max_concurrent IS NULL THEN 0 ELSE
            (SELECT count(*) FROM scheduler_tasks t
-            WHERE t.target_host = h.host AND t.status = 'running') END AS running
+            WHERE t.target_host = h.host AND t.status = 'running'
+              AND t.async_timeout_s IS NULL) END AS running
 FROM scheduler_hosts h
 ORDER BY h.host
 
@@ -41,7 +42,7 @@ FOR UPDATE
 -- name: running_to_host
 -- Counted after the host's lock was granted: a fresh snapshot sees the claims before.
 SELECT count(*) AS running FROM scheduler_tasks
-WHERE target_host = %(host)s AND status = 'running'
+WHERE target_host = %(host)s AND status = 'running' AND async_timeout_s IS NULL
 
 -- name: store_host_bucket
 UPDATE scheduler_hosts SET bucket_tokens = %(tokens)s, bucket_at = %(clock)s

@@ -293,7 +293,9 @@ FOR NO KEY UPDATE
 SELECT clock_timestamp() AS clock
 
 -- name: running_in_queue
-SELECT count(*) AS running FROM scheduler_tasks WHERE queue = %(queue)s AND status = 'running'
+-- A task waiting for its completion URL (Scheduler-Async) is no callback in flight.
+SELECT count(*) AS running FROM scheduler_tasks
+WHERE queue = %(queue)s AND status = 'running' AND async_timeout_s IS NULL
 
 -- name: store_bucket
 UPDATE scheduler_config SET bucket_tokens = %(tokens)s, bucket_at = %(clock)s
@@ -394,8 +396,9 @@ WITH outcome AS (
                                THEN now() + o.retry_in_ms * interval '1 millisecond'
                                ELSE t.next_attempt_at END,
         resolved_at = CASE WHEN o.status = 'resolved' THEN now() ELSE t.resolved_at END,
-        has_failed = t.has_failed OR (o.status <> 'resolved' AND o.status <> 'running'
-                                      AND o.outcome IS DISTINCT FROM 'snoozed'),
+        -- A snoozed task is called again like a retried one: after the fresh tasks (a
+        -- "Scheduler-Snooze: 0" must not starve the others).
+        has_failed = t.has_failed OR (o.status <> 'resolved' AND o.status <> 'running'),
         last_error = o.error,
         last_status_code = o.status_code,
         -- An async wait (status stays 'running') holds the task until its timeout.

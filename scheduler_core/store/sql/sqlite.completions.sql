@@ -13,7 +13,8 @@ SELECT value FROM scheduler_keys WHERE name = :name
 -- The task and one of its attempts, inside the write transaction (BEGIN IMMEDIATE): a
 -- complete and a fail of the same attempt run one after the other.
 SELECT t.id AS id, t.status, t.attempts, t.attempts - t.budget_start AS attempts_in_budget,
-       t.max_retries, t.queue, t.webhook_url, t.execute_at, a.finished_at,
+       t.max_retries, t.queue, t.webhook_url, t.webhook_auth, t.execute_at, t.not_after,
+       a.finished_at, {now} AS db_now,
        (a.async_deadline IS NOT NULL AND a.async_deadline <= {now}) AS expired,
        max(0, ({now} - a.started_at) / 1000.0) AS elapsed_ms
 FROM scheduler_tasks t

@@ -9,7 +9,8 @@ SELECT h.host, h.blocked_until, h.blocked_until > {now} AS blocked, h.max_concur
        h.max_per_second, h.bucket_tokens, h.bucket_at, {now} AS db_now,
        CASE WHEN h.max_concurrent IS NULL THEN 0 ELSE
            (SELECT count(*) FROM scheduler_tasks t
-            WHERE t.target_host = h.host AND t.status = 'running') END AS running
+            WHERE t.target_host = h.host AND t.status = 'running'
+              AND t.async_timeout_s IS NULL) END AS running
 FROM scheduler_hosts h
 ORDER BY h.host
 
@@ -40,7 +41,9 @@ FROM scheduler_hosts
 WHERE host = :host AND blocked_until <= {now}
 
 -- name: running_to_host
-SELECT count(*) AS running FROM scheduler_tasks WHERE target_host = :host AND status = 'running'
+-- A task waiting for its completion URL (Scheduler-Async) is no callback in flight.
+SELECT count(*) AS running FROM scheduler_tasks
+WHERE target_host = :host AND status = 'running' AND async_timeout_s IS NULL
 
 -- name: store_host_bucket
 UPDATE scheduler_hosts SET bucket_tokens = :tokens, bucket_at = :clock WHERE host = :host

@@ -255,7 +255,9 @@ FROM scheduler_config WHERE queue = :queue
 SELECT {now} AS clock
 
 -- name: running_in_queue
-SELECT count(*) AS running FROM scheduler_tasks WHERE queue = :queue AND status = 'running'
+-- A task waiting for its completion URL (Scheduler-Async) is no callback in flight.
+SELECT count(*) AS running FROM scheduler_tasks
+WHERE queue = :queue AND status = 'running' AND async_timeout_s IS NULL
 
 -- name: store_bucket
 UPDATE scheduler_config SET bucket_tokens = :tokens, bucket_at = :clock WHERE queue = :queue
@@ -329,9 +331,10 @@ SET status = o.status,
     next_attempt_at = CASE WHEN o.status = 'pending' THEN {now} + o.retry_in_ms * 1000
                            ELSE t.next_attempt_at END,
     resolved_at = CASE WHEN o.status = 'resolved' THEN {now} ELSE t.resolved_at END,
-    has_failed = CASE WHEN t.has_failed = 1
-                        OR (o.status NOT IN ('resolved', 'running')
-                            AND coalesce(o.outcome, '') <> 'snoozed') THEN 1 ELSE 0 END,
+    -- A snoozed task is called again like a retried one: after the fresh tasks (a
+    -- "Scheduler-Snooze: 0" must not starve the others).
+    has_failed = CASE WHEN t.has_failed = 1 OR o.status NOT IN ('resolved', 'running')
+                      THEN 1 ELSE 0 END,
     last_error = o.error,
     last_status_code = o.status_code,
     -- An async wait (status stays 'running') holds the task until its timeout.
