@@ -10,6 +10,7 @@ age) has passed, 410. Errors in the API's JSON error shape.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.store.base import QueueNotFound, Store
 from scheduler_core.store.completions import AwaitedAttempt, Settled
 
+log = logging.getLogger(__name__)
 bp = Blueprint("completion", __name__, url_prefix=COMPLETION_PATH)
 
 # lastError of an attempt failed through its fail URL without an `error`.
@@ -170,6 +172,16 @@ def _settle(token: str, action: Action, settle: SettleWith) -> Response:
         task_status = "resolved"
     else:
         task_status = "stale" if recorded.decision.is_stale else "pending"
+    log.info(
+        "task=%s attempt=%d %s through its completion URL: %s%s",
+        recorded.task_id,
+        recorded.attempt,
+        "completed" if action == "complete" else f"failed ({recorded.outcome.error})",
+        task_status,
+        ""
+        if recorded.decision is None or recorded.decision.is_stale
+        else f", retry in {recorded.decision.retry_in_ms} ms",
+    )
     return jsonify(
         completion_result.dump(
             {

@@ -12,10 +12,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from scheduler_core.callback import build_callback
-from scheduler_core.dispatcher.decision import decide, within_deadline
+from scheduler_core.dispatcher.decision import DEADLINE_ERROR, db_now, decide, within_deadline
 from scheduler_core.hookspecs import hookimpl
 from scheduler_core.judgement import clean_error, judge, judge_legacy, snooze_error
-from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome
+from scheduler_core.models import ClaimedTask, DeliveryOutcome, RecordedOutcome, RetryDecision
 from scheduler_core.runtime_config import RuntimeConfig
 from scheduler_core.signing import Signer
 
@@ -37,6 +37,11 @@ class AttemptPipeline:
         self, task: ClaimedTask, deadline: float, config: RuntimeConfig
     ) -> RecordedOutcome:
         started = time.monotonic()
+        if task.not_after is not None:  # no byte may go out after notAfter
+            left_s = (task.not_after - db_now(task)).total_seconds()
+            if left_s <= 0:
+                return past_deadline(task)
+            deadline = min(deadline, started + left_s)
         tokens = self._plugins.completion_tokens
         callback = build_callback(
             task,
@@ -68,6 +73,14 @@ class AttemptPipeline:
             lateness_ms(task, sent_at or started),
             snoozed=snoozed,
         )
+
+
+def past_deadline(task: ClaimedTask) -> RecordedOutcome:
+    """An attempt claimed before the task's notAfter that could only have started after
+    it (a claim under load, a queue at its rate limit): nothing is sent, the task is
+    stale."""
+    outcome = DeliveryOutcome(ok=False, error=f"{DEADLINE_ERROR} (nothing sent)")
+    return RecordedOutcome(task.id, task.attempt, outcome, RetryDecision.stale())
 
 
 def abandoned(task: ClaimedTask, config: RuntimeConfig, plugins: PluginManager) -> RecordedOutcome:

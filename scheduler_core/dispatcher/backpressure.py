@@ -106,6 +106,14 @@ class HostFeedback:
                 self._writing = True
             try:
                 self._store.record_host_feedback(throttles, successes - set(throttles))
+                for host, (wait_ms, answers) in sorted(throttles.items()):
+                    log.warning(
+                        "host %s answered 429/503 (%d times): its tasks wait %d ms, its "
+                        "concurrency and start rate are halved",
+                        host,
+                        answers,
+                        wait_ms,
+                    )
             except Exception:  # feedback is best effort: the next answers bring more
                 log.exception("storing host backpressure for %s failed", sorted(throttles))
             finally:

@@ -41,6 +41,9 @@ class Retention:
         deleted = self.store.purge_expired(config.retention_hours, self.batch)
         if deleted < self.batch:  # all done: the next round waits its interval
             self._last_round = now
+            forgotten = self.store.forget_idle_hosts()
+            if forgotten:
+                log.info("backpressure: forgot %d idle hosts (unlimited again)", forgotten)
         if deleted:
             log.info(
                 "retention: deleted %d finished tasks older than %d h",

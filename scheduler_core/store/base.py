@@ -266,6 +266,10 @@ class Store(Protocol):
     def list_hosts(self) -> list[HostInfo]:
         """Every throttled host, most throttled first."""
 
+    def forget_idle_hosts(self, idle_s: float = 60.0) -> int:
+        """Forget the throttled hosts neither blocked nor heard from for `idle_s` seconds
+        (back to unlimited); how many were forgotten."""
+
     # -- operators' reads (/metrics, GET /api/v1/stats, the dashboard) --------------------
 
     def queue_counts(self) -> list[QueueCounts]:

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 # A host at its concurrency limit is looked at again this soon (another dispatcher's
 # callback ending sends no notice).
 HOST_RECHECK_S = 0.05
+# A throttled host heard from neither by a 429/503 nor by a success for this long (seconds)
+# is forgotten: unlimited again, and no cost to any claim.
+HOST_IDLE_FORGET_S = 60.0
 
 
 def with_host_claims(queries: dict[str, str]) -> dict[str, str]:
@@ -193,13 +196,26 @@ class HostVerbs:
         holds = self._host_holds(cur)
         skip = holds.held | set(holds.limited)
         rows = self._claim_rows(cur, limit, lease_ms, queue, held=skip)
-        for host in holds.limited:
+        open_limited = [h for h in holds.limited if h not in holds.held]
+        if len(rows) >= limit or not open_limited:
+            return rows
+        cur.execute(
+            self.q["due_limited_hosts"], {"queue": queue, "hosts": self._held_param(open_limited)}
+        )
+        due = {row["host"] for row in cur.fetchall()}
+        for host in open_limited:  # in key order: one lock order across dispatchers
             if len(rows) >= limit:
                 break
-            if host in holds.held:
-                continue
-            rows += self._claim_limited_host(cur, host, limit - len(rows), lease_ms, queue)
+            if host in due:
+                rows += self._claim_limited_host(cur, host, limit - len(rows), lease_ms, queue)
         return rows
+
+    def forget_idle_hosts(self, idle_s: float = HOST_IDLE_FORGET_S) -> int:
+        """Forget the hosts not blocked and not heard from for `idle_s` seconds; how
+        many. (Retention calls it each round.)"""
+        with self._tx() as cur:
+            cur.execute(self.q["forget_idle_hosts"], {"idle_s": idle_s})
+            return int(cur.rowcount)  # type: ignore[attr-defined]
 
     def _claim_limited_host(
         self, cur: Cursor, host: str, wanted: int, lease_ms: int, queue: str

@@ -254,3 +254,15 @@ def test_now_is_measured_by_a_wide_margin():
     now = datetime(2030, 1, 1, tzinfo=UTC)
     assert not_after_problem(now + timedelta(seconds=1), None, now) is None
     assert not_after_problem(now - timedelta(seconds=1), None, now) is not None
+
+
+def test_bulk_cancel_takes_tasks_past_their_deadline_too(client, store, db):
+    # Cancelling is always possible: only a retry is refused past notAfter.
+    ids = [_post(client, notAfter="2099-01-01T00:00:00Z").json["id"] for _ in range(3)]
+    db.sql(
+        postgresql="UPDATE scheduler_tasks SET not_after = now() - interval '1 second'",
+        sqlite="UPDATE scheduler_tasks SET not_after = not_after - 4200000000000000",
+    )
+    answer = client.post("/api/v1/tasks:cancel", json={"status": ["pending"]})
+    assert answer.status_code == 200 and answer.json == {"count": 3}
+    assert {client.get(f"/api/v1/tasks/{i}").json["status"] for i in ids} == {"cancelled"}

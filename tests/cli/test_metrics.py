@@ -184,7 +184,7 @@ def secret_problems(text: str, metrics: Scrape) -> list[str]:
         for secret in (API_KEY, AUTH_SECRET, "webhook-auth-secret", URL_PASSWORD, URL_TOKEN)
         if secret in text
     ]
-    allowed = {"default", *STATUSES, "resolved", "failed", "lost"}
+    allowed = {"default", *STATUSES, "resolved", "failed", "snoozed", "lost"}
     for value in metrics.label_values():
         if value not in allowed and not _is_bucket_bound(value):
             problems.append(f"unexpected label value {value!r}")

@@ -312,7 +312,7 @@ def test_plugins_lists_the_builtins_in_a_table() -> None:
             (
                 "scheduler_core.plugins.metrics",
                 "-",
-                "scheduler_attempt_lost, scheduler_run_attempt",
+                "scheduler_attempt_lost, scheduler_run_attempt, scheduler_task_enqueued",
             ),
         ]
     ]

@@ -316,3 +316,13 @@ def test_a_fail_after_not_after_ends_the_task_stale_at_once(client, dispatcher, 
     answer = client.post(fail, json={"error": "out of disk", "retryAfterSeconds": 1})
     assert answer.status_code == 200 and answer.json["status"] == "stale"
     assert task(client, created["id"])["lastError"] == "deadline passed: out of disk"
+
+
+def test_a_completion_through_its_url_is_logged(client, dispatcher, receiver, caplog):
+    created = _awaiting(client, dispatcher, receiver)
+    complete, _ = _urls(receiver, "/job")
+    with caplog.at_level("INFO", logger="scheduler_core.api.completion_routes"):
+        assert client.post(complete).status_code == 200
+    assert f"task={created['id']} attempt=1 completed through its completion URL: resolved" in [
+        r.getMessage() for r in caplog.records
+    ]

@@ -4,11 +4,14 @@ Both backends."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import scheduler_core
-from scheduler_core.models import DeliveryReport
+from scheduler_core.models import DeliveryReport, NewTask
+from scheduler_core.runtime_config import RuntimeConfig
 from tests.conftest import set_config
 from tests.dispatch.helpers import attempts, enqueue, task
 from tests.support.waiting import wait_until
@@ -269,3 +272,28 @@ def test_a_transport_plugin_gets_the_traceparent(client, dispatcher, plugins):
     # after X-Scheduler-Attempt, before Authorization (SPEC.md, "The callback")
     assert names.index("X-Scheduler-Attempt") < names.index("traceparent")
     assert names.index("traceparent") < names.index("Authorization")
+
+
+def test_an_attempt_that_could_only_start_after_not_after_sends_nothing(store, plugins, receiver):
+    # A claim made before notAfter, under load or at a queue's rate limit, may hand the
+    # task over after it: the core sends no byte then, and the task is stale.
+    [(created, _)] = store.enqueue(
+        [
+            NewTask(
+                webhook_url=receiver.url("/late"), not_after=datetime.now(UTC) + timedelta(hours=1)
+            )
+        ]
+    )
+    [claimed] = store.claim_due(10, 60_000)
+    claimed_long_ago = replace(  # as if the claim had returned 2 hours before the hand-over
+        claimed, claimed_monotonic=time.monotonic() - 7200
+    )
+    plugins.use_store(store)
+    recorded = plugins.run_attempt(claimed_long_ago, time.monotonic() + 5, RuntimeConfig())
+    assert recorded.decision is not None and recorded.decision.is_stale
+    assert recorded.outcome.error == "deadline passed (nothing sent)"
+    store.record_outcomes([recorded])
+    assert receiver.calls("/late") == []
+    after = store.get(created.id)
+    assert after is not None and after.status.value == "stale"
+    assert after.last_error == "deadline passed (nothing sent)"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from scheduler_core.models import NewTask
 from scheduler_core.store import open_store
 from scheduler_core.store.base import Store
@@ -185,3 +187,48 @@ def test_a_throttled_host_with_several_queues_leaves_every_queue_served(
     assert [t.id for t in store.claim_due(10, LEASE_MS)] == [default_b.id]
     assert [t.id for t in store.claim_due(10, LEASE_MS, queue="other")] == [other.id]
     assert store.get(a_ids[0]).status.value == "pending"
+
+
+def test_a_claim_never_waits_for_another_claim_of_a_limited_host(
+    store: Store, db: TestDatabase
+) -> None:
+    # Another dispatcher in the middle of claiming host A (its row locked) must not hold
+    # up this claim: neither A's tasks (skipped this round) nor B's.
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite claims hold the file's write lock: one at a time by design")
+    import psycopg2
+
+    set_host(db, "127.0.0.1:8001", blocked=False, concurrency=5, rate=None)
+    enqueue(store, A, 2)
+    b_ids = enqueue(store, B, 2)
+    other = psycopg2.connect(db.url)
+    claimed: list = []
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT 1 FROM scheduler_hosts WHERE host = '127.0.0.1:8001' FOR UPDATE")
+            claim = threading.Thread(target=lambda: claimed.extend(store.claim_due(10, LEASE_MS)))
+            claim.start()
+            claim.join(timeout=5)  # a claim that waits for the lock is still alive here
+            assert not claim.is_alive(), "the claim waited for the other claim's lock"
+        assert {t.id for t in claimed} == set(b_ids)
+    finally:
+        other.rollback()  # lets a waiting claim go, whatever the assertions said
+        other.close()
+        claim.join(timeout=30)
+    assert len(store.claim_due(10, LEASE_MS)) == 2  # A's turn once the lock is gone
+
+
+def test_a_host_neither_blocked_nor_heard_from_is_forgotten(store: Store, db: TestDatabase) -> None:
+    set_host(db, "127.0.0.1:8001", blocked=False, concurrency=1, rate=1.0)
+    set_host(db, "127.0.0.1:8002", blocked=True, concurrency=1, rate=1.0)
+    db.sql(  # just heard from
+        postgresql="UPDATE scheduler_hosts SET updated_at = now()",
+        sqlite="UPDATE scheduler_hosts SET updated_at = bucket_at",
+    )
+    assert store.forget_idle_hosts(idle_s=30) == 0
+    db.sql(
+        postgresql="UPDATE scheduler_hosts SET updated_at = now() - interval '1 hour'",
+        sqlite="UPDATE scheduler_hosts SET updated_at = updated_at - 3600000000",
+    )
+    assert store.forget_idle_hosts(idle_s=30) == 1  # the blocked one stays
+    assert [h.host for h in store.list_hosts()] == ["127.0.0.1:8002"]

@@ -33,11 +33,28 @@ WHERE NOT c.paused
 
 -- name: lock_host
 -- A claim of a limited host's tasks takes its row first (after the queue's: one lock
--- order everywhere), so claims for that host run one at a time across dispatchers.
+-- order everywhere), so claims for that host run one at a time across dispatchers. A
+-- claim that finds another one at it skips the host (SKIP LOCKED: no dispatcher waits
+-- for another's claim; the skipped host is looked at again at the next recheck).
 SELECT host, max_concurrent, max_per_second, bucket_tokens, bucket_at
 FROM scheduler_hosts
 WHERE host = %(host)s AND blocked_until <= now()
-FOR UPDATE
+FOR UPDATE SKIP LOCKED
+
+-- name: due_limited_hosts
+-- Which of the limited hosts have due tasks in the queue: only those are locked and
+-- claimed from (a limited host with nothing due costs a claim nothing).
+SELECT DISTINCT target_host AS host FROM scheduler_tasks
+WHERE queue = %(queue)s AND status = 'pending' AND next_attempt_at <= now()
+  AND target_host = ANY(%(hosts)s::text[])
+
+-- name: forget_idle_hosts
+-- Hosts neither blocked nor heard from (no 429/503, no success raising them) for
+-- %(idle_s)s seconds: forgotten, as if never throttled (a host with no traffic would
+-- otherwise keep its row, and cost every claim, forever).
+DELETE FROM scheduler_hosts
+WHERE blocked_until < now() - %(idle_s)s * interval '1 second'
+  AND updated_at < now() - %(idle_s)s * interval '1 second'
 
 -- name: running_to_host
 -- Counted after the host's lock was granted: a fresh snapshot sees the claims before.

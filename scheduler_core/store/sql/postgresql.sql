@@ -130,7 +130,6 @@ WITH candidate AS (
     -- By id from an array: each candidate found through the primary key, never a join
     -- that reads every task of the statuses (a plan stale statistics could choose).
     WHERE t.id = ANY(ARRAY(SELECT id FROM candidate)) AND t.status = ANY(%(statuses)s::text[])
-      AND (t.not_after IS NULL OR t.not_after > now())  -- past its deadline: left alone
     RETURNING t.id
 )
 SELECT c.seq, ch.id IS NOT NULL AS changed
@@ -376,7 +375,8 @@ SELECT status, id::text, webhook_url, webhook_auth, execute_at,
        attempts, attempts - budget_start AS attempts_in_budget, max_retries,
        has_failed, next_attempt_at, seq, queue, not_after, success_codes, stale_codes,
        traceparent, snoozes_in_row, target_host,
-       extract(epoch FROM now() - next_attempt_at) * 1000 AS late_at_claim_ms
+       -- the clock as the claim returns (a claim may have waited for a lock since now())
+       extract(epoch FROM clock_timestamp() - next_attempt_at) * 1000 AS late_at_claim_ms
 FROM claimed
 ORDER BY has_failed, next_attempt_at, seq
 

@@ -40,6 +40,18 @@ SELECT host, max_concurrent, max_per_second, bucket_tokens, bucket_at
 FROM scheduler_hosts
 WHERE host = :host AND blocked_until <= {now}
 
+-- name: due_limited_hosts
+-- Which of the limited hosts (a JSON array) have due tasks in the queue: only those are
+-- claimed from.
+SELECT DISTINCT target_host AS host FROM scheduler_tasks
+WHERE queue = :queue AND status = 'pending' AND next_attempt_at <= {now}
+  AND target_host IN (SELECT value FROM json_each(:hosts))
+
+-- name: forget_idle_hosts
+-- Hosts neither blocked nor heard from for :idle_s seconds: forgotten.
+DELETE FROM scheduler_hosts
+WHERE blocked_until < {now} - :idle_s * 1000000 AND updated_at < {now} - :idle_s * 1000000
+
 -- name: running_to_host
 -- A task waiting for its completion URL (Scheduler-Async) is no callback in flight.
 SELECT count(*) AS running FROM scheduler_tasks
