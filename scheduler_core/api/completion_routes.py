@@ -153,8 +153,10 @@ def _settle(token: str, action: Action, settle: SettleWith) -> Response:
     try:
         ref = tokens.read(token, action)
     except BadToken:
+        log.info("a %s URL that is not genuine was refused (404)", action)
         raise ApiError(404, "not_found", "Unknown or invalid completion URL.") from None
     except ExpiredToken:
+        log.info("an expired %s URL was refused (410)", action)
         raise ApiError(410, "gone", "This completion URL has expired.") from None
     # The queue's config is read first, outside the settling transaction.
     task = _store().get(ref.task_id)
@@ -166,6 +168,14 @@ def _settle(token: str, action: Action, settle: SettleWith) -> Response:
     )
     if result is not Settled.SETTLED or recorded is None:
         status, code, message = _REFUSALS.get(result, _REFUSALS[Settled.CONFLICT])
+        log.info(
+            "task=%s attempt=%d %s URL refused (%d): %s",
+            ref.task_id,
+            ref.attempt,
+            action,
+            status,
+            message,
+        )
         raise ApiError(status, code, message)
     plugins.metrics.attempt_ended(recorded, recorded.queue)
     if recorded.decision is None:

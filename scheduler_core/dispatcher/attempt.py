@@ -37,11 +37,13 @@ class AttemptPipeline:
         self, task: ClaimedTask, deadline: float, config: RuntimeConfig
     ) -> RecordedOutcome:
         started = time.monotonic()
+        cut_at = None
         if task.not_after is not None:  # no byte may go out after notAfter
             left_s = (task.not_after - db_now(task)).total_seconds()
             if left_s <= 0:
                 return past_deadline(task)
-            deadline = min(deadline, started + left_s)
+            if started + left_s < deadline:
+                deadline = cut_at = started + left_s
         tokens = self._plugins.completion_tokens
         callback = build_callback(
             task,
@@ -56,6 +58,9 @@ class AttemptPipeline:
         else:
             outcome = judge(task, raw, config.http_callback_timeout_ms, duration_ms)
             sent_at = raw.sent_at
+            if raw.timed_out and cut_at is not None:  # notAfter's deadline, not the timeout's
+                step = raw.error or "no complete response"
+                outcome = replace(outcome, error=clean_error(f"{step} before notAfter", task))
         now_config = self._plugins.current_config(config, task.queue)  # at the failure
         decision = decide(task, outcome, now_config, self._plugins.retry_decision)
         outcome, decision = within_deadline(task, outcome, decision)

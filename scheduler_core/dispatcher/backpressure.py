@@ -55,7 +55,11 @@ class HostFeedback:
                 self._throttles[host] = (max(old_ms, wait_ms), answers + 1)
                 self._start()
                 self._cond.notify_all()
-        elif recorded.decision is None and host in self._store.known_hosts():
+        elif (
+            recorded.decision is None
+            and outcome.async_timeout_s is None  # accepted for later: not resolved yet
+            and host in self._store.known_hosts()
+        ):
             with self._cond:
                 self._successes.add(host)
                 self._start()
@@ -108,8 +112,8 @@ class HostFeedback:
                 self._store.record_host_feedback(throttles, successes - set(throttles))
                 for host, (wait_ms, answers) in sorted(throttles.items()):
                     log.warning(
-                        "host %s answered 429/503 (%d times): its tasks wait %d ms, its "
-                        "concurrency and start rate are halved",
+                        "host %s is throttled (%d 429/503 answers): its tasks wait %d ms, "
+                        "its concurrency and start rate are halved",
                         host,
                         answers,
                         wait_ms,

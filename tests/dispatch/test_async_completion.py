@@ -326,3 +326,19 @@ def test_a_completion_through_its_url_is_logged(client, dispatcher, receiver, ca
     assert f"task={created['id']} attempt=1 completed through its completion URL: resolved" in [
         r.getMessage() for r in caplog.records
     ]
+
+
+def test_a_refused_completion_url_is_logged_without_its_token(client, dispatcher, receiver, caplog):
+    created = _awaiting(client, dispatcher, receiver)
+    complete, _ = _urls(receiver, "/job")
+    assert client.post(complete).status_code == 200
+    with caplog.at_level("INFO", logger="scheduler_core.api.completion_routes"):
+        assert client.post(complete).status_code == 409
+        assert client.post(complete[:-3] + "xyz").status_code == 404
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        line.startswith(f"task={created['id']} attempt=1 complete URL refused (409)")
+        for line in lines
+    ), lines
+    assert "a complete URL that is not genuine was refused (404)" in lines
+    assert not any(complete.rsplit("/", 1)[1] in line for line in lines)

@@ -297,3 +297,27 @@ def test_an_attempt_that_could_only_start_after_not_after_sends_nothing(store, p
     after = store.get(created.id)
     assert after is not None and after.status.value == "stale"
     assert after.last_error == "deadline passed (nothing sent)"
+
+
+def test_a_call_still_running_at_not_after_is_cut_there(store, plugins, receiver):
+    # The receiver takes longer than the time left before notAfter: the call is cut at
+    # notAfter (no byte after it), and lastError says so rather than naming the callback
+    # timeout.
+    receiver.behave("/slow", delay=5)
+    [(created, _)] = store.enqueue(
+        [
+            NewTask(
+                webhook_url=receiver.url("/slow"),
+                not_after=datetime.now(UTC) + timedelta(seconds=1),
+            )
+        ]
+    )
+    [claimed] = store.claim_due(10, 60_000)
+    plugins.use_store(store)
+    started = time.monotonic()
+    recorded = plugins.run_attempt(claimed, time.monotonic() + 30, RuntimeConfig())
+    assert time.monotonic() - started < 3
+    assert recorded.decision is not None and recorded.decision.is_stale
+    assert recorded.outcome.error is not None
+    assert recorded.outcome.error.startswith("deadline passed: ")
+    assert recorded.outcome.error.endswith("before notAfter"), recorded.outcome.error
