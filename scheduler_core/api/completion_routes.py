@@ -67,14 +67,9 @@ def complete(token: str) -> Response:
           content:
             application/json:
               schema: CompletionResult
-        404: {description: "The token is not genuine, or the task is gone (not_found).",
-              content: {application/json: {schema: Error}}}
-        409: {description: "The attempt is no longer the one waiting: completed or failed
-                already, or a later attempt began (conflict).",
-              content: {application/json: {schema: Error}}}
-        410: {description: "The attempt's Scheduler-Async timeout has passed, or the token
-                is older than two days (gone).",
-              content: {application/json: {schema: Error}}}
+        404: {$ref: "#/components/responses/CompletionNotFound"}
+        409: {$ref: "#/components/responses/CompletionConflict"}
+        410: {$ref: "#/components/responses/CompletionGone"}
         503: {$ref: "#/components/responses/Unavailable"}
     """
 
@@ -110,14 +105,9 @@ def fail(token: str) -> Response:
               schema: CompletionResult
         400: {$ref: "#/components/responses/BadRequest"}
         413: {$ref: "#/components/responses/PayloadTooLarge"}
-        404: {description: "The token is not genuine, or the task is gone (not_found).",
-              content: {application/json: {schema: Error}}}
-        409: {description: "The attempt is no longer the one waiting: completed or failed
-                already, or a later attempt began (conflict).",
-              content: {application/json: {schema: Error}}}
-        410: {description: "The attempt's Scheduler-Async timeout has passed, or the token
-                is older than two days (gone).",
-              content: {application/json: {schema: Error}}}
+        404: {$ref: "#/components/responses/CompletionNotFound"}
+        409: {$ref: "#/components/responses/CompletionConflict"}
+        410: {$ref: "#/components/responses/CompletionGone"}
         503: {$ref: "#/components/responses/Unavailable"}
     """
     error, retry_after_ms = _fail_body()

@@ -120,6 +120,21 @@ SHARED_RESPONSES: dict[str, dict[str, Any]] = {
         "description": "An unexpected error (internal_error), without internals.",
         "content": _ERROR,
     },
+    # The completion URLs' refusals (api/completion_routes.py).
+    "CompletionNotFound": {
+        "description": "The token is not genuine, or the task is gone (not_found).",
+        "content": _ERROR,
+    },
+    "CompletionConflict": {
+        "description": "The attempt is no longer the one waiting: completed or failed "
+        "already, or a later attempt began (conflict).",
+        "content": _ERROR,
+    },
+    "CompletionGone": {
+        "description": "The attempt's Scheduler-Async timeout has passed, or the token is "
+        "older than two days (gone).",
+        "content": _ERROR,
+    },
 }
 SECURITY_SCHEME = {
     "type": "http",

@@ -51,6 +51,9 @@ SHARED_RESPONSES = {
     "PayloadTooLarge",
     "Unavailable",
     "InternalError",
+    "CompletionNotFound",
+    "CompletionConflict",
+    "CompletionGone",
 }
 METHODS = {"get", "put", "post", "patch", "delete"}
 
